@@ -1,0 +1,7 @@
+"""``python -m nocode_ml`` runs the CLI."""
+
+import sys
+
+from nocode_ml.cli import main
+
+sys.exit(main())

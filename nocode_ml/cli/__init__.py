@@ -1,0 +1,76 @@
+"""``nocode-ml``: everything the app does, scriptable.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` to a function taking the
+parsed arguments and returning an exit code. Modules are imported only when listed in
+:data:`COMMAND_MODULES`, and heavy libraries (torch, boto3, streamlit) are imported inside the
+handlers so ``nocode-ml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipelines.errors import NoCodeMLError
+
+# One entry per module in this package; order is the order shown in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "synth",
+    "stats",
+    "evaluate",
+    "train",
+    "predict",
+    "jobs",
+    "serve",
+)
+
+log = logging.getLogger("nocode_ml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser with every sub-command whose module is present."""
+    parser = argparse.ArgumentParser(
+        prog="nocode-ml",
+        description="Find, count and measure objects in microscopy images.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"{__name__}.{name}":
+                continue  # sub-command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; a user error prints one line and exits with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except NoCodeMLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

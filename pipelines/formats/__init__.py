@@ -1,0 +1,1 @@
+"""File formats: LabelMe JSON (``labelme``), instance masks (``masks``), COCO export (``coco``)."""

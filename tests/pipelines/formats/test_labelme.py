@@ -1,0 +1,196 @@
+"""LabelMe reader/writer: round trips through the real labelme package and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.errors import InvalidLabels
+from pipelines.formats.labelme import (
+    Box,
+    LabelMeDocument,
+    Shape,
+    check_image_size,
+    crop_rectangle,
+    new_document,
+    parse_labelme,
+    read_labelme,
+    rectangle,
+    resolve_image_path,
+    write_labelme,
+)
+
+
+def _document() -> LabelMeDocument:
+    shapes = [
+        crop_rectangle(Box(left=2, top=3, right=40, bottom=30)),
+        Shape("particle", [[10, 10], [20, 10], [20, 18], [10, 18]], group_id=None),
+        Shape("particle", [[30, 5], [36, 5], [33, 12]], group_id=4, flags={"checked": True}),
+        Shape("single_site", [[5, 25]], shape_type="point"),
+        Shape("particle", [[50, 40], [54, 40]], shape_type="circle", description="score=0.9"),
+    ]
+    return new_document(shapes, "image.png", image_height=60, image_width=80)
+
+
+def _write_image(folder: Path, name: str = "image.png", size: tuple[int, int] = (80, 60)) -> Path:
+    path = folder / name
+    Image.fromarray(np.zeros(size[::-1], dtype=np.uint8)).save(path)
+    return path
+
+
+def test_round_trip_keeps_everything(tmp_path: Path) -> None:
+    document = _document()
+    document.extra["lab_notes"] = {"operator": "A. N."}
+    path = write_labelme(tmp_path / "labels.json", document)
+    again = read_labelme(path)
+    assert again.to_dict() == document.to_dict()
+    assert again.source == path
+    assert [s.label for s in again.object_shapes] == [
+        "particle",
+        "particle",
+        "single_site",
+        "particle",
+    ]
+    assert again.class_names() == ["particle", "single_site"]
+
+
+def test_real_labelme_opens_our_file(tmp_path: Path) -> None:
+    from labelme._label_file import LabelFile
+
+    _write_image(tmp_path)
+    path = write_labelme(tmp_path / "labels.json", _document())
+    label_file = LabelFile(filename=str(path))
+    assert label_file.image_path == "image.png"
+    assert len(label_file.shapes) == 5
+    assert label_file.shapes[2]["group_id"] == 4
+    assert label_file.shapes[3]["shape_type"] == "point"
+    assert label_file.image_data  # labelme found and read the image through imagePath
+
+
+def test_file_saved_by_labelme_reads_back(tmp_path: Path) -> None:
+    from labelme._label_file import LabelFile
+
+    _write_image(tmp_path)
+    shapes = [s.to_dict() for s in _document().shapes]
+    LabelFile().save(
+        filename=str(tmp_path / "by_labelme.json"),
+        shapes=shapes,
+        image_path="image.png",
+        image_height=60,
+        image_width=80,
+    )
+    document = read_labelme(tmp_path / "by_labelme.json")
+    assert len(document.shapes) == 5
+    assert document.crop_boxes() == [Box(left=2, top=3, right=40, bottom=30)]
+
+
+def test_missing_shape_type_means_polygon() -> None:
+    data = {"shapes": [{"label": "p", "points": [[1, 1], [4, 1], [4, 4]]}], "imageHeight": 8,
+            "imageWidth": 8, "imagePath": "a.png"}
+    assert parse_labelme(data).shapes[0].shape_type == "polygon"
+
+
+def test_without_crops_the_whole_image_is_labelled() -> None:
+    document = new_document([Shape("p", [[1, 1], [4, 1], [4, 4]])], "a.png", 10, 12)
+    assert document.labelled_boxes() == [Box(0, 0, 12, 10)]
+
+
+def test_crop_rectangle_maps_to_its_box() -> None:
+    box = Box(left=5, top=7, right=25, bottom=19)
+    document = new_document([crop_rectangle(box)], "a.png", 40, 40)
+    assert document.crop_boxes() == [box]
+    reversed_corners = rectangle("crop", 24.5, 18.5, 4.5, 6.5)
+    assert new_document([reversed_corners], "a.png", 40, 40).crop_boxes() == [box]
+
+
+def _bad(tmp_path: Path, content: str | dict) -> Path:
+    path = tmp_path / "bad.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def _shape_doc(points: list, shape_type: str = "polygon", **top: object) -> dict:
+    return {
+        "shapes": [{"label": "particle", "points": points, "shape_type": shape_type}],
+        "imagePath": "image.png",
+        "imageHeight": 50,
+        "imageWidth": 50,
+        **top,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON (line 1"),
+        ({"images": []}, "is not a LabelMe file"),
+        (_shape_doc([[1, 1], [5, 5]]), "polygon has 2 points; a polygon needs at least 3"),
+        (_shape_doc([[0, 0], [10, 10], [10, 0], [0, 10]]), "self-intersecting polygon"),
+        (_shape_doc([[60, 60], [70, 60], [70, 70]]), "lies outside the 50x50 image"),
+        (_shape_doc([[1, 1], [5, "x"], [3, 3]]), "malformed points"),
+        (_shape_doc([[1, 1], [5, 1], [3, 3]], shape_type="ellipse"), "shape_type 'ellipse'"),
+        ({"shapes": [{"points": [[1, 1]]}], "imageHeight": 5, "imageWidth": 5}, "has no label"),
+        ({"shapes": []}, "lacks imageHeight/imageWidth"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, content: str | dict, message: str) -> None:
+    with pytest.raises(InvalidLabels) as error:
+        read_labelme(_bad(tmp_path, content))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_error_names_the_shape(tmp_path: Path) -> None:
+    data = _shape_doc([[1, 1], [5, 1], [3, 3]])
+    data["shapes"].append({"label": "single_site", "points": [[1, 1], [2, 2]]})
+    with pytest.raises(InvalidLabels, match=r"shapes\[1\] \('single_site'\)"):
+        read_labelme(_bad(tmp_path, data))
+
+
+def test_empty_shapes_is_valid(tmp_path: Path) -> None:
+    document = read_labelme(_bad(tmp_path, {"shapes": [], "imageHeight": 5, "imageWidth": 6}))
+    assert document.shapes == []
+    assert document.class_names() == []
+
+
+@pytest.mark.parametrize("image_path", ["../secret.png", "/etc/passwd", "a/../../b.png", "..\\x.png"])
+def test_image_path_may_not_leave_the_folder(tmp_path: Path, image_path: str) -> None:
+    document = new_document([], image_path, 5, 5)
+    with pytest.raises(InvalidLabels, match="points outside the JSON file's folder"):
+        resolve_image_path(document, tmp_path / "labels.json")
+
+
+def test_image_path_inside_the_folder(tmp_path: Path) -> None:
+    document = new_document([], "images/a.png", 5, 5)
+    assert resolve_image_path(document, tmp_path / "labels.json") == tmp_path / "images" / "a.png"
+
+
+def test_image_size_mismatch() -> None:
+    document = new_document([], "a.png", 60, 80)
+    check_image_size(document, 60, 80)
+    with pytest.raises(InvalidLabels, match="drawn on a 80x60 image but the image is 100x60"):
+        check_image_size(document, 60, 100)
+
+
+def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
+    document = _document()
+    document.extra["not_serialisable"] = object()
+    target = tmp_path / "out.json"
+    with pytest.raises(TypeError):
+        write_labelme(target, document)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = write_labelme(tmp_path / "out.json", _document())
+    before = target.read_bytes()
+    broken = _document()
+    broken.extra["bad"] = {1, 2}
+    with pytest.raises(TypeError):
+        write_labelme(target, broken)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
