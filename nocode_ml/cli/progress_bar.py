@@ -12,7 +12,7 @@ def format_seconds(seconds: float | None) -> str:
     """``75.2`` -> ``'1:15'``; ``None`` -> ``'?'``."""
     if seconds is None:
         return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
@@ -30,7 +30,7 @@ class TerminalProgress:
         if self._stage is not None and event.stage != self._stage:
             self.stream.write("\n")
         self._stage = event.stage
-        filled = int(round(self.width * event.fraction))
+        filled = round(self.width * event.fraction)
         bar = "#" * filled + "." * (self.width - filled)
         count = f"{event.done}/{event.total}" if event.total else f"{event.done}"
         metrics = " ".join(f"{key}={value:.4g}" for key, value in event.metrics.items())
@@ -39,8 +39,10 @@ class TerminalProgress:
             line += f" {event.message}"
         if self._interactive:
             self.stream.write("\r" + line.ljust(100))
-        elif event.total <= 0 or event.done in (0, event.total) or filled != getattr(
-            self, "_last_filled", -1
+        elif (
+            event.total <= 0
+            or event.done in (0, event.total)
+            or filled != getattr(self, "_last_filled", -1)
         ):
             self.stream.write(line + "\n")
         self._last_filled = filled

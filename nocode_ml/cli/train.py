@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     info = read_model_info(model_dir)
     metrics = ", ".join(
-        f"{key}={value:.4g}" for key, value in info.metrics.items() if isinstance(value, int | float)
+        f"{key}={value:.4g}"
+        for key, value in info.metrics.items()
+        if isinstance(value, int | float)
     )
     print(f"model saved to {model_dir} ({info.engine}, classes: {', '.join(info.classes)})")
     if metrics:

@@ -41,8 +41,10 @@ def to_coco(
     file_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """COCO instance dict for several LabelMe documents (crops and point labels left out)."""
-    names = list(class_names) if class_names is not None else sorted(
-        {name for doc in documents for name in doc.class_names()}
+    names = (
+        list(class_names)
+        if class_names is not None
+        else sorted({name for doc in documents for name in doc.class_names()})
     )
     category = {name: i + 1 for i, name in enumerate(names)}
     images, annotations = [], []
@@ -76,7 +78,12 @@ def to_coco(
                     "category_id": category[label],
                     "segmentation": [_segmentation(s) for s in group],
                     "area": float(pixels.size),
-                    "bbox": [float(x_min), float(y_min), float(x_max - x_min), float(y_max - y_min)],
+                    "bbox": [
+                        float(x_min),
+                        float(y_min),
+                        float(x_max - x_min),
+                        float(y_max - y_min),
+                    ],
                     "iscrowd": 0,
                 }
             )
@@ -88,7 +95,9 @@ def to_coco(
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in category.items()],
+        "categories": [
+            {"id": i, "name": n, "supercategory": "object"} for n, i in category.items()
+        ],
     }
 
 

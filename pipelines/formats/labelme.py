@@ -272,8 +272,11 @@ def check_inside_image(
         x_min, y_min, x_max, y_max = shape.bounds()
         if shape.shape_type == "circle":
             x_min, y_min, x_max, y_max = (*shape.points[0], *shape.points[0])
-        if x_min < -0.5 - tol or y_min < -0.5 - tol or x_max > width - 0.5 + tol or (
-            y_max > height - 0.5 + tol
+        if (
+            x_min < -0.5 - tol
+            or y_min < -0.5 - tol
+            or x_max > width - 0.5 + tol
+            or (y_max > height - 0.5 + tol)
         ):
             raise InvalidLabels(
                 f"{where}: shapes[{index}] ('{shape.label}') lies outside the "
@@ -331,7 +334,9 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
     except OSError as error:
         raise InvalidLabels(f"cannot open {path}: {error.strerror or error}") from error
     if size > MAX_JSON_BYTES:
-        raise InvalidLabels(f"{where} is {size / 2**20:.0f} MiB; LabelMe files over 512 MiB are refused")
+        raise InvalidLabels(
+            f"{where} is {size / 2**20:.0f} MiB; LabelMe files over 512 MiB are refused"
+        )
     try:
         data = json.loads(path.read_bytes())
     except json.JSONDecodeError as error:
@@ -350,7 +355,9 @@ def write_labelme(path: str | os.PathLike[str], document: LabelMeDocument) -> Pa
     return atomic_write_json(path, document.to_dict())
 
 
-def resolve_image_path(document: LabelMeDocument, json_path: str | os.PathLike[str] | None = None) -> Path:
+def resolve_image_path(
+    document: LabelMeDocument, json_path: str | os.PathLike[str] | None = None
+) -> Path:
     """The image file a LabelMe file refers to, which must lie in or below the JSON's folder.
 
     labelme writes ``imagePath`` relative to the JSON file; a path that climbs out of that
@@ -371,7 +378,9 @@ def resolve_image_path(document: LabelMeDocument, json_path: str | os.PathLike[s
     return folder.joinpath(*parts)
 
 
-def check_image_size(document: LabelMeDocument, height: int, width: int, where: str = "labels") -> None:
+def check_image_size(
+    document: LabelMeDocument, height: int, width: int, where: str = "labels"
+) -> None:
     """Raise if the JSON was drawn on an image of another size."""
     if (document.image_height, document.image_width) != (height, width):
         raise InvalidLabels(

@@ -97,7 +97,8 @@ def shapes_to_instances(
     """
     kinds = (*AREA_SHAPE_TYPES, "point", "points") if include_points else AREA_SHAPE_TYPES
     objects = [
-        group for group in group_objects([s for s in shapes if not s.is_crop])
+        group
+        for group in group_objects([s for s in shapes if not s.is_crop])
         if group[0].shape_type in kinds
     ]
     names = list(class_names) if class_names is not None else sorted({g[0].label for g in objects})

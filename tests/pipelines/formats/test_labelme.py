@@ -89,8 +89,12 @@ def test_file_saved_by_labelme_reads_back(tmp_path: Path) -> None:
 
 
 def test_missing_shape_type_means_polygon() -> None:
-    data = {"shapes": [{"label": "p", "points": [[1, 1], [4, 1], [4, 4]]}], "imageHeight": 8,
-            "imageWidth": 8, "imagePath": "a.png"}
+    data = {
+        "shapes": [{"label": "p", "points": [[1, 1], [4, 1], [4, 4]]}],
+        "imageHeight": 8,
+        "imageWidth": 8,
+        "imagePath": "a.png",
+    }
     assert parse_labelme(data).shapes[0].shape_type == "polygon"
 
 
@@ -157,7 +161,9 @@ def test_empty_shapes_is_valid(tmp_path: Path) -> None:
     assert document.class_names() == []
 
 
-@pytest.mark.parametrize("image_path", ["../secret.png", "/etc/passwd", "a/../../b.png", "..\\x.png"])
+@pytest.mark.parametrize(
+    "image_path", ["../secret.png", "/etc/passwd", "a/../../b.png", "..\\x.png"]
+)
 def test_image_path_may_not_leave_the_folder(tmp_path: Path, image_path: str) -> None:
     document = new_document([], image_path, 5, 5)
     with pytest.raises(InvalidLabels, match="points outside the JSON file's folder"):

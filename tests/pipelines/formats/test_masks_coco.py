@@ -64,7 +64,9 @@ def test_instances_round_trip_with_classes() -> None:
     labels[disk((20, 36), 8, shape=labels.shape)] = 2  # touching neighbour
     labels[disk((60, 60), 2, shape=labels.shape)] = 3
     class_ids = np.array([1, 1, 2], dtype=np.int32)
-    shapes = instances_to_shapes(labels, class_ids, ["particle", "single_site"], scores=[0.9, 0.8, 0.7])
+    shapes = instances_to_shapes(
+        labels, class_ids, ["particle", "single_site"], scores=[0.9, 0.8, 0.7]
+    )
     assert [s.label for s in shapes] == ["particle", "particle", "single_site"]
     assert shapes[0].description == "score=0.900"
     again = shapes_to_instances(shapes, 80, 80, ["particle", "single_site"])
