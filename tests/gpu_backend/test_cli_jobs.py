@@ -1,0 +1,123 @@
+"""``nocode-ml jobs ...``: the CLI over the job backend, with real worker subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nocode_ml.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_submit_wait_then_list_status_logs_results_delete(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, detection_sample: dict[str, Path]
+) -> None:
+    backend = ["--data-dir", str(tmp_path / "data")]
+    code, out, err = run_cli(
+        capsys,
+        "jobs",
+        "submit",
+        str(detection_sample["labels"]),
+        "--engine",
+        "unet",
+        "--device",
+        "cpu",
+        "--set",
+        "channels=[4, 8]",
+        "--set",
+        "patch_px=32",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "max_steps=0",
+        "--set",
+        "train_seconds=3",
+        "--set",
+        "tune_postprocessing=false",
+        "--name",
+        "first try",
+        "--wait",
+        *backend,
+    )
+    assert code == 0, err
+    job_id = out.splitlines()[0]
+    assert f"job {job_id} succeeded" in out
+    assert "outputs/model/model.json" in out
+    assert f"job {job_id} running on" in err
+    assert "train" in err and "[" in err  # the progress bar
+
+    code, out, _ = run_cli(capsys, "jobs", "list", *backend)
+    assert code == 0
+    assert job_id in out and "succeeded" in out and "first try" in out
+
+    code, out, _ = run_cli(capsys, "jobs", "status", job_id, "--json", *backend)
+    payload = json.loads(out)
+    assert payload["status"]["state"] == "succeeded"
+    assert payload["spec"]["config"]["channels"] == [4, 8]
+    assert payload["launch"]["launcher"] == "local"
+
+    code, out, _ = run_cli(capsys, "jobs", "status", job_id, *backend)
+    assert "state:" in out and "result:" in out
+
+    code, out, _ = run_cli(capsys, "jobs", "logs", job_id, *backend)
+    assert "job succeeded" in out
+
+    out_dir = str(tmp_path / "r")
+    code, out, _ = run_cli(capsys, "jobs", "results", job_id, "--out", out_dir, *backend)
+    assert code == 0
+    assert (tmp_path / "r" / "model" / "model.json").is_file()
+
+    assert run_cli(capsys, "jobs", "delete", job_id, *backend)[0] == 0
+    code, _, err = run_cli(capsys, "jobs", "status", job_id, *backend)
+    assert code == 2
+    assert f"no job {job_id}" in err
+
+
+def test_failed_job_exits_1_and_retry_can_follow_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, detection_sample: dict[str, Path]
+) -> None:
+    backend = ["--data-dir", str(tmp_path / "data")]
+    args = [str(detection_sample["labels"]), "--engine", "unet", "--set", "bogus=1", "--wait"]
+    code, out, err = run_cli(capsys, "jobs", "submit", *args, *backend)
+    job_id = out.splitlines()[0]
+    assert code == 1
+    assert "failed: engine 'unet' has no setting(s) bogus" in err
+    code, _, err = run_cli(capsys, "jobs", "retry", job_id, "--wait", *backend)
+    assert code == 1
+    assert "queued again (attempt 2)" in err
+
+
+def test_cancel_a_queued_job(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, detection_sample: dict[str, Path]
+) -> None:
+    backend = ["--data-dir", str(tmp_path / "data"), "--launcher", "queue"]
+    code, out, _ = run_cli(capsys, "jobs", "submit", str(detection_sample["labels"]), *backend)
+    job_id = out.splitlines()[0]
+    code, out, _ = run_cli(capsys, "jobs", "cancel", job_id, *backend)
+    assert code == 0
+    assert f"job {job_id} is cancelled" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "nope"], "'nope' is not a job id"),
+        (["submit", "/no/such/labels.json"], "does not exist"),
+        (["list", "--launcher", "teleport"], "unknown launcher 'teleport'"),
+        (["list", "--store", "ftp://x"], "unsupported store URI"),
+    ],
+)
+def test_user_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, _, err = run_cli(capsys, "jobs", *args, "--data-dir", str(tmp_path))
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
