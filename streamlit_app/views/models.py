@@ -1,0 +1,52 @@
+"""Models page: every trained model in the store, with its scores; reuse or delete."""
+
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+from pipelines.errors import NoCodeMLError
+from streamlit_app import services
+from streamlit_app.views.train import metric_words
+
+TASK_WORDS = {"detect": "finds objects", "classify": "sorts images into classes"}
+
+
+def render() -> None:
+    st.title("Models")
+    st.caption(
+        "Each finished training is a model. Download one to share it or use it from the "
+        "command line (`nocode-ml predict`), or delete the ones you no longer need."
+    )
+    try:
+        records = [r for r in services.job_client().list_jobs() if r.spec.action == "train"]
+    except NoCodeMLError as error:
+        st.error(f"{error} — check the data folder, then reload.")
+        return
+    if not records:
+        st.info("No models yet: train one from a project (Start → Try the sample → Train).")
+        return
+    for record in sorted(records, key=lambda r: r.spec.created, reverse=True):
+        spec, status = record.spec, record.status
+        with st.container(border=True, key=f"model_{spec.job_id}"):
+            cols = st.columns([4, 2, 1, 1])
+            cols[0].markdown(
+                f"**{spec.name or spec.job_id}**  \n{TASK_WORDS.get(spec.task, spec.task)} · "
+                f"engine {spec.engine or 'default'}"
+                f" · {spec.created[:16].replace('T', ' ')}"
+            )
+            state_words = {"succeeded": "ready", "failed": "failed", "cancelled": "cancelled"}
+            words = metric_words(status.result_metrics)[:2]
+            cols[1].caption(" · ".join([state_words.get(status.state, status.state), *words]))
+            if status.state == "succeeded":
+                cols[2].download_button(
+                    "Download",
+                    functools.partial(services.model_zip, spec.job_id),  # zipped on click
+                    f"model_{spec.job_id}.zip",
+                    "application/zip",
+                    key=f"dl_{spec.job_id}",
+                )
+            if status.is_terminal and cols[3].button("Delete", key=f"del_{spec.job_id}"):
+                services.job_client().delete(spec.job_id)
+                st.rerun()

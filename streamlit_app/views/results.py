@@ -1,0 +1,273 @@
+"""Results page: what the trained model found, with statistics and downloads."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+
+import streamlit as st
+
+from pipelines.errors import NoCodeMLError
+from streamlit_app import navigation, services, state
+from streamlit_app.views.stats_common import show_statistics
+from streamlit_app.views.train import job_monitor
+
+
+def render() -> None:
+    project = services.current_project(state.get(state.PROJECT_ID))
+    if project is None:
+        st.info("Open a project on the Start page first.")
+        return
+    st.title(f"Results — {project.name}")
+    state.show_flash()
+    predictions = [j for j in project.jobs if j.action == "predict"]
+    if not predictions:
+        trained = [
+            j for j in project.train_jobs if services.job_status(j.job_id).state == "succeeded"
+        ]
+        if not trained:
+            st.info("Train a model first; results appear here when it has finished.")
+            if st.button("Go to Train"):
+                navigation.go("train")
+            return
+        st.info("The model is trained. Let it find the objects in your images.")
+        if st.button("Find objects in all images", type="primary", key="find_objects_results"):
+            services.submit_prediction(project.project_id, trained[-1].job_id)
+            st.rerun()
+        return
+    chosen = state.get(state.RESULT_JOB_ID)
+    ids = [j.job_id for j in predictions]
+    if chosen not in ids:
+        chosen = ids[-1]
+    if len(ids) > 1:
+        chosen = st.selectbox("Run", list(reversed(ids)), key="result_run")
+    state.put(state.RESULT_JOB_ID, chosen)
+    status = services.job_status(chosen)
+    if not status.is_terminal:
+        st.caption("The model is looking at your images; the results appear here when it is done.")
+        job_monitor(chosen, reload_when_done=True)
+        return
+    if status.state != "succeeded":
+        job_monitor(chosen)
+        st.error("This run did not finish. Start it again from the Train page.")
+        return
+    link = next(j for j in predictions if j.job_id == chosen)
+    if project.task == "classify":
+        _classification(chosen, status)
+        return
+    names = [n for n in link.images if any(r.name == n for r in project.images)]
+    name = st.selectbox("Image", names, key="result_image") if len(names) > 1 else names[0]
+    record = project.image(name)
+    key = next((k for k in status.results if k.endswith(f"/{name}.json")), None)
+    if key is None:
+        st.error(f"The run has no result for {name}; run the model again.")
+        return
+    document_raw = json.loads(services.job_client().read_result(chosen, key))
+    document_raw["imagePath"] = record.file_name
+    document_raw["imageData"] = None
+    labelme_json = json.dumps(document_raw)
+    _overlay(project, name, document_raw)
+    st.subheader("Sizes and statistics")
+    show_statistics(labelme_json, record.nm_per_px, f"results_{name}", name)
+    _downloads(project, name, chosen, labelme_json, link)
+    _correct(project, name, document_raw)
+    _more_images(project, link)
+
+
+def _overlay(project, name: str, document_raw: dict) -> None:
+    from PIL import Image
+
+    from pipelines.formats.labelme import parse_labelme
+    from streamlit_app.components.overlay import draw_shapes, png_bytes
+
+    document = parse_labelme(document_raw, f"{name}.json", validate=False)
+    classes = document.class_names()
+    shown = st.pills(
+        "Show object types",
+        classes,
+        selection_mode="multi",
+        default=classes,
+        key=f"show_{name}",
+    )
+    preview = services.project_store().preview_png(project.project_id, name)
+    picture = Image.open(io.BytesIO(preview))
+    shapes = [s for s in document.object_shapes if s.label in (shown or [])]
+    overlay = draw_shapes(picture, shapes, project.colour_of, 1.0, 1)
+    st.session_state[f"overlay_png_{name}"] = png_bytes(overlay)
+    caption = f"{len(shapes)} objects found in {name}"
+    region = _correction_region(project.image(name))
+    if region is not None:
+        from PIL import ImageDraw
+
+        framed = overlay.convert("RGB")
+        ImageDraw.Draw(framed).rectangle(region, outline="#00e5ff", width=2)
+        overlay = framed
+        caption += " · cyan frame: the area to correct (below)"
+    st.image(png_bytes(overlay), caption=caption, width=720)
+
+
+def _correction_region(record) -> tuple[int, int, int, int] | None:
+    """The region chosen in the correction box (its widgets' values), or None (whole image)."""
+    if st.session_state.get(f"correct_where_{record.name}", "A region") != "A region":
+        return None
+    width, height = record.width_px, record.height_px
+    x0, x1 = st.session_state.get(f"correct_x_{record.name}", (width // 4, width // 2))
+    y0, y1 = st.session_state.get(f"correct_y_{record.name}", (height // 4, height // 2))
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None:
+    from pipelines.formats.coco import to_coco
+    from pipelines.formats.labelme import parse_labelme
+
+    st.subheader("Download the objects and the model")
+    cols = st.columns(4)
+    cols[0].download_button(
+        "LabelMe JSON",
+        labelme_json,
+        f"{name}.json",
+        "application/json",
+        key="download_labelme",
+        help="Save it beside the image and open it in labelme to check or correct objects.",
+    )
+    cols[1].download_button(
+        "Overlay PNG",
+        st.session_state.get(f"overlay_png_{name}", b""),
+        f"{name}_overlay.png",
+        "image/png",
+        key="download_overlay",
+    )
+    document = parse_labelme(json.loads(labelme_json), f"{name}.json", validate=False)
+    cols[2].download_button(
+        "COCO JSON",
+        json.dumps(to_coco([document])),
+        f"{name}_coco.json",
+        "application/json",
+        key="download_coco",
+    )
+    train_job = services.model_of_prediction(job_id)
+    if train_job:
+        cols[3].download_button(
+            "Model (zip)",
+            functools.partial(services.model_zip, train_job),  # zipped on click
+            f"model_{train_job}.zip",
+            "application/zip",
+            key="download_model",
+        )
+
+
+def _more_images(project, link) -> None:
+    with st.expander("Apply this model to more images"):
+        files = st.file_uploader(
+            "Images",
+            accept_multiple_files=True,
+            key="apply_images",
+            type=["tif", "tiff", "png", "jpg", "jpeg", "dm3", "dm4", "emd"],
+        )
+        if files and st.button("Find objects in these images", key="apply_model"):
+            try:
+                store = services.project_store()
+                names = []
+                for upload in files:
+                    _, record = store.add_image(project.project_id, upload.name, upload.getvalue())
+                    names.append(record.name)
+                train_job = project.train_jobs[-1].job_id
+                job_id = services.submit_prediction(project.project_id, train_job, names)
+            except NoCodeMLError as error:
+                st.error(str(error))
+                return
+            state.put(state.RESULT_JOB_ID, job_id)
+            st.rerun()
+
+
+def _correct(project, name: str, document_raw: dict) -> None:
+    """Human in the loop: the model's objects become labels the user fixes, then retrains."""
+    record = project.image(name)
+    with st.container(border=True, key="correct_box"):
+        st.subheader("Objects missed or wrong? Correct them and train again")
+        st.caption(
+            "The model's objects in the area you choose become your labels, inside a new crop. "
+            "On the Label page you then delete the wrong ones and outline the missed ones; "
+            "training again learns from your corrections. A region of a few dozen objects is "
+            "quicker to check than the whole image."
+        )
+        where = st.radio(
+            "Area to correct",
+            ["A region", "The whole image"],
+            horizontal=True,
+            key=f"correct_where_{name}",
+        )
+        box = None
+        if where == "A region":
+            width, height = record.width_px, record.height_px
+            cols = st.columns(2)
+            x_range = cols[0].slider(
+                "From left to right (px)",
+                0,
+                width,
+                (width // 4, width // 2),
+                key=f"correct_x_{name}",
+            )
+            y_range = cols[1].slider(
+                "From top to bottom (px)",
+                0,
+                height,
+                (height // 4, height // 2),
+                key=f"correct_y_{name}",
+            )
+            box = (x_range[0], y_range[0], x_range[1], y_range[1])
+        if st.button("Correct these objects →", type="primary", key="correct_objects"):
+            try:
+                added, crop_index = services.adopt_predictions(
+                    project.project_id, name, document_raw, box
+                )
+            except NoCodeMLError as error:
+                st.error(str(error))
+                return
+            state.put(state.IMAGE_NAME, name)
+            st.session_state[state.CROP_INDEX] = crop_index
+            st.session_state[state.LABEL_TAB] = state.OUTLINE_TAB
+            st.session_state[state.CORRECTING] = (name, crop_index, added)
+            navigation.go("label")
+
+
+def _classification(job_id: str, status) -> None:
+    import pandas as pd
+    import plotly.express as px
+
+    client = services.job_client()
+    csv_key = next((k for k in status.results if k.endswith("predictions.csv")), None)
+    if csv_key is None:
+        st.error("This run has no predictions table; run it again.")
+        return
+    data = client.read_result(job_id, csv_key)
+    table = pd.read_csv(io.BytesIO(data))
+    st.dataframe(table, hide_index=True)
+    st.download_button("Download CSV", data, "predictions.csv", "text/csv", key="cls_csv")
+    json_key = next((k for k in status.results if k.endswith("predictions.json")), None)
+    if json_key:
+        st.download_button(
+            "Download JSON",
+            client.read_result(job_id, json_key),
+            "predictions.json",
+            "application/json",
+            key="cls_json",
+        )
+    if {"class", "true_class"} <= set(table.columns):
+        matrix = pd.crosstab(table["true_class"], table["class"])
+        st.plotly_chart(
+            px.imshow(
+                matrix,
+                text_auto=True,
+                labels={"x": "predicted", "y": "true"},
+                title="Confusion matrix",
+            ),
+            key="confusion",
+        )
+    heatmaps = [k for k in status.results if "/heatmaps/" in k][:12]
+    if heatmaps:
+        st.subheader("Where the network looked (activation maps)")
+        cols = st.columns(4)
+        for index, key in enumerate(heatmaps):
+            cols[index % 4].image(client.read_result(job_id, key), caption=key.rsplit("/", 1)[-1])

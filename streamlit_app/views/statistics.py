@@ -1,0 +1,68 @@
+"""Statistics page: measure objects in any LabelMe file (from labelme or from a model)."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from pipelines.errors import NoCodeMLError
+from streamlit_app.views.stats_common import show_statistics
+
+
+def render() -> None:
+    st.title("Statistics")
+    st.caption(
+        "Upload a LabelMe file (made with labelme or downloaded from No Code ML) to get the size "
+        "of every outlined object, histograms and tables. Add the image to read its pixel size."
+    )
+    cols = st.columns(2)
+    labels = cols[0].file_uploader("LabelMe file (.json)", type=["json"], key="stats_labels")
+    image = cols[1].file_uploader(
+        "Its image (optional, for the pixel size)",
+        type=["tif", "tiff", "png", "jpg", "jpeg", "dm3", "dm4", "emd"],
+        key="stats_image",
+    )
+    if labels is None:
+        st.info("Choose a LabelMe .json file to start.")
+        return
+    try:
+        text = labels.getvalue().decode("utf-8")
+        from pipelines.formats.labelme import parse_labelme
+
+        parse_labelme(json.loads(text), labels.name)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        st.error(
+            f"{labels.name} is not a LabelMe JSON file ({error}). Choose the .json file that "
+            "labelme saved next to your image."
+        )
+        return
+    except NoCodeMLError as error:
+        st.error(str(error))
+        return
+    file_nm = None
+    if image is not None:
+        try:
+            file_nm = services_calibration(image.name, image.getvalue())
+        except NoCodeMLError as error:
+            st.error(f"{error} — the statistics below use the pixel size you enter.")
+    nm_per_px = st.number_input(
+        "Pixel size (nm per pixel; 0 = unknown, sizes in pixels)",
+        min_value=0.0,
+        value=float(file_nm or 0.0),
+        format="%.4f",
+        key=f"stats_nm_{file_nm}",
+        help="Read from the image file when it stores it; otherwise take it from the microscope.",
+    )
+    if file_nm:
+        st.caption(f"Pixel size read from {image.name}: {file_nm:g} nm per pixel.")
+    try:
+        show_statistics(text, nm_per_px or None, "stats", labels.name.rsplit(".", 1)[0])
+    except NoCodeMLError as error:
+        st.error(str(error))
+
+
+def services_calibration(name: str, data: bytes) -> float | None:
+    from streamlit_app import services
+
+    return services.calibration_of_upload(name, data)

@@ -1,0 +1,152 @@
+"""Fixtures for the app tests: a fresh data folder, the app under AppTest, a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "streamlit_app" / "app.py"
+ARTIFACTS = REPO / "test-artifacts" / "streamlit"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+# The detection engine the browser flow trains through the job backend: the calibrated
+# "threshold" engine learns from the crops in seconds and always finds the sample's particles,
+# so the flow does not depend on how busy the 2 cores are (a small U-Net needs minutes there).
+QUICK_TEST_CONFIG = {"detect": {"engine": "threshold"}}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private NOCODE_ML_DATA_DIR so tests never see the user's projects."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("NOCODE_ML_DATA_DIR", str(folder))
+    monkeypatch.delenv("NOCODE_ML_STORE_URI", raising=False)
+    monkeypatch.delenv("NOCODE_ML_SETTINGS", raising=False)
+    return folder
+
+
+@pytest.fixture
+def app(data_dir: Path):
+    """The real entry script under Streamlit's AppTest, already run once."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=60).run()
+
+
+@pytest.fixture(scope="session")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The seeded synthetic sample on disk: image.tif (calibrated), labels.json, truth.json."""
+    from pipelines import synthetic
+
+    folder = tmp_path_factory.mktemp("sample")
+    return synthetic.write_sample(synthetic.generate("particles", size_px=256, seed=3), folder)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``streamlit run`` with the command line users get from ``nocode-ml serve``."""
+    from nocode_ml.cli.serve import streamlit_command
+
+    data = tmp_path_factory.mktemp("server-data")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "NOCODE_ML_DATA_DIR": str(data),
+        "PYTHONPATH": str(REPO),
+        "NOCODE_ML_APP_TRAIN_CONFIG": json.dumps(QUICK_TEST_CONFIG),
+    }
+    env.pop("NOCODE_ML_STORE_URI", None)
+    env.pop("NOCODE_ML_SETTINGS", None)
+    log_path = data / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [*streamlit_command(port, "127.0.0.1", True), "--server.fileWatcherType", "none"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.terminate()
+        raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+    healthy_at = time.monotonic()
+    yield {"url": url, "data_dir": data, "healthy_at": healthy_at, "log": log_path}
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's chromium (no Playwright browser download)."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": CHROMIUM_ARGS,
+        "headless": True,
+    }
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest):
+    """``shot(page, name)`` saves a full-page screenshot under test-artifacts/streamlit/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        # Streamlit scrolls inside its main container, so a "full page" screenshot would stop
+        # at the window: grow the window to the content's height for the picture.
+        path = ARTIFACTS / f"{name}.png"
+        viewport = page.viewport_size
+        height = page.evaluate(
+            "() => Math.max(document.body.scrollHeight, ...Array.from("
+            "document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]'))"
+            ".map(e => e.scrollHeight))"
+        )
+        page.set_viewport_size({"width": viewport["width"], "height": min(int(height), 5000)})
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(path), full_page=True)
+        page.set_viewport_size(viewport)
+        return path
+
+    return take
+
+
+def pytest_configure() -> None:
+    sys.path.insert(0, str(REPO))

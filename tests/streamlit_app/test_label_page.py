@@ -1,0 +1,104 @@
+"""Label page under AppTest: assisted outlining ("click an object") on the sample project.
+
+The canvas is a JavaScript component, so the test injects what it returns after a click (a
+Fabric circle at the click); the outline itself comes from ``pipelines.detection.assist``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from streamlit_app import state
+
+
+def _canvas_click(app: AppTest, project_id: str, name: str, x: float, y: float) -> None:
+    """Inject the crop canvas's value after a click at image pixel ``(x, y)``: the outlines it
+    was given (as the browser component returns them) plus the click marker."""
+    import dataclasses
+
+    from streamlit_app import services
+    from streamlit_app.components.canvas_geometry import contain_fit, shapes_to_fabric
+    from streamlit_app.views.label import ZOOM_PX, _crop_box
+
+    project = services.project_store().get(project_id)
+    record = project.image(name)
+    document = services.project_store().labels(project_id, name)
+    region, (x0, y0, x1, y1) = _crop_box(document, 0, record.width_px, record.height_px)
+    factor = ZOOM_PX / max(region.width_px, region.height_px)
+    width, height = round(region.width_px * factor), round(region.height_px * factor)
+    region = dataclasses.replace(region, picture_width_px=width, picture_height_px=height)
+    inside = [
+        s
+        for s in document.object_shapes
+        if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
+    ]
+    drawing = shapes_to_fabric(
+        inside, contain_fit(width, height, width, height), region, project.colour_of
+    )
+    cx, cy = (x - region.left_px + 0.5) * factor, (y - region.top_px + 0.5) * factor
+    radius, stroke = 4, 2
+    circle = {
+        "type": "Circle",
+        "left": cx - radius - stroke / 2,
+        "top": cy,
+        "radius": radius,
+        "originX": "left",
+        "originY": "center",
+        "strokeWidth": stroke,
+    }
+    revision = app.session_state[state.CANVAS_REVISION]
+    key = f"crop_{project_id}_{name}_0_{revision}_click"
+    app.session_state[key] = {
+        "drawing": {"raw": {"objects": [*drawing["objects"], circle]}, "data": None},
+        "backgroundFit": None,
+    }
+
+
+def _area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def test_click_an_object_proposes_its_outline(app: AppTest) -> None:
+    from streamlit_app import services
+
+    app.button(key="try_sample").click().run()
+    assert not app.exception
+    project_id = app.session_state[state.PROJECT_ID]
+    store = services.project_store()
+    name = store.get(project_id).images[0].name
+    document = store.labels(project_id, name)
+    x0, y0, x1, y1 = document.crop_shapes[0].bounds()
+    inside = [
+        s
+        for s in document.object_shapes
+        if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
+    ]
+    # Remove the largest outline of crop 1 with the page's delete button…
+    victim_index = int(np.argmax([_area(s.points) for s in inside]))
+    victim = inside[victim_index]
+    app.selectbox(key="object_to_delete").set_value(f"#{victim_index + 1} {victim.label}").run()
+    app.button(key="delete_object").click().run()
+    assert not app.exception
+    before = len(store.labels(project_id, name).object_shapes)
+    assert before == len(document.object_shapes) - 1
+
+    # …then get it back by clicking its centre in "click an object" mode.
+    app.radio(key="outline_tool").set_value("Click an object (computer outlines it)").run()
+    cx, cy = victim.points.mean(axis=0)
+    _canvas_click(app, project_id, name, cx, cy)
+    app.run()
+    assert not app.exception
+    assert any("Proposed outline" in info.value for info in app.info), [
+        w.value for w in app.warning
+    ]
+    app.button(key="accept_proposal").click().run()
+    assert not app.exception
+    after = store.labels(project_id, name).object_shapes
+    assert len(after) == before + 1
+    proposed = after[-1]
+    assert proposed.label == victim.label
+    # The proposal covers the deleted object: same size within 40 %, centre within 3 px.
+    assert abs(_area(proposed.points) / _area(victim.points) - 1) < 0.4
+    assert np.hypot(*(proposed.points.mean(axis=0) - victim.points.mean(axis=0))) < 3

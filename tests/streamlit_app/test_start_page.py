@@ -1,0 +1,63 @@
+"""Start page under AppTest: new projects from uploads, and refused uploads leaving nothing."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from streamlit.testing.v1 import AppTest
+
+from pipelines.synthetic_classes import write_synthetic_classification
+from streamlit_app import services
+
+
+def _class_zip(tmp_path, classes=("rods", "spheres")) -> bytes:
+    written = write_synthetic_classification(
+        tmp_path / "data", n_per_class=2, seed=0, size_px=48, classes=classes
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for paths in written.files.values():
+            for path in paths:
+                archive.write(path, f"my_images/{path.relative_to(written.root)}")
+        archive.writestr("__MACOSX/._junk.png", b"junk")
+    return out.getvalue()
+
+
+def _create(app: AppTest, name: str, task: str, files: list[tuple[str, bytes, str]]) -> AppTest:
+    app.text_input[0].set_value(name)
+    app.radio(key="new_task").set_value(
+        "Sort whole images into classes (classification)"
+        if task == "classify"
+        else "Find objects and measure them (detection)"
+    )
+    app.file_uploader(key="new_images").set_value(files)
+    submit = next(b for b in app.button if b.label == "Create project")
+    return submit.click().run()
+
+
+def test_a_zip_of_class_folders_makes_a_classification_project(app: AppTest, tmp_path) -> None:
+    data = _class_zip(tmp_path)
+    app = _create(app, "Shapes", "classify", [("shapes.zip", data, "application/zip")])
+    assert not app.exception and not app.error
+    assert app.title[0].value == "Label — Shapes"
+    (project,) = services.project_store().list_projects()
+    assert [c.name for c in project.classes] == ["rods", "spheres"]
+    store = services.project_store()
+    classes = sorted(store.image_class(project.project_id, r.name) for r in project.images)
+    assert classes == ["rods", "rods", "spheres", "spheres"]
+    assert any("Ready to train" in s.value for s in app.success)
+
+
+def test_refused_uploads_say_what_to_do_and_keep_nothing(app: AppTest, tmp_path) -> None:
+    one_class = _class_zip(tmp_path, classes=("rods",))
+    app = _create(app, "One class", "classify", [("one.zip", one_class, "application/zip")])
+    assert not app.exception
+    assert "needs one sub-folder per class" in app.error[0].value
+    app = _create(app, "Broken", "detect", [("image.png", b"not a png", "image/png")])
+    assert not app.exception
+    assert "image.png" in app.error[0].value
+    assert services.project_store().list_projects() == []
+    # The page still works: the sample opens.
+    app.button(key="try_sample").click().run()
+    assert not app.exception and app.title[0].value.startswith("Label")

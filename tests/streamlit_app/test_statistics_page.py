@@ -1,0 +1,72 @@
+"""Statistics page under AppTest: upload LabelMe (+ image) → table, histogram, downloads."""
+
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+
+def _goto(app: AppTest, name: str) -> AppTest:
+    from streamlit_app.navigation import GOTO
+
+    app.session_state[GOTO] = name
+    return app.run()
+
+
+def test_labelme_and_image_give_calibrated_statistics(app: AppTest, sample_files) -> None:
+    app = _goto(app, "statistics")
+    assert app.title[0].value.endswith("Statistics")
+    labels = sample_files["labels"].read_bytes()
+    app.file_uploader(key="stats_labels").set_value(("labels.json", labels, "application/json"))
+    app.file_uploader(key="stats_image").set_value(
+        ("image.tif", sample_files["image"].read_bytes(), "image/tiff")
+    ).run()
+    assert not app.exception and not app.error
+    nm_input = next(n for n in app.number_input if n.key.startswith("stats_nm_"))
+    assert nm_input.value == 0.25  # read from the TIFF written by the synthetic sample
+    n_objects = len([s for s in json.loads(labels)["shapes"] if s["label"] != "crop"])
+    assert app.metric[0].value == str(n_objects)
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["type"] == "bar"  # the size histogram, binned by pipelines.stats
+    assert "nm" in spec["layout"]["xaxis"]["title"]["text"]
+    downloads = [d.proto.label for d in app.get("download_button")]
+    assert downloads == [
+        "Download CSV",
+        "Download Excel",
+        "Download JSON",
+        "Download report (HTML)",
+    ]
+
+
+def test_uncalibrated_labels_give_pixel_sizes(app: AppTest, sample_files) -> None:
+    app = _goto(app, "statistics")
+    app.file_uploader(key="stats_labels").set_value(
+        ("labels.json", sample_files["labels"].read_bytes(), "application/json")
+    ).run()
+    assert not app.exception and not app.error
+    assert "(px)" in app.metric[1].label
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert "px" in spec["layout"]["xaxis"]["title"]["text"]
+
+
+def test_bad_json_shows_an_error_and_the_page_keeps_working(app: AppTest, sample_files) -> None:
+    app = _goto(app, "statistics")
+    app.file_uploader(key="stats_labels").set_value(
+        ("bad.json", b"{not json", "application/json")
+    ).run()
+    assert not app.exception
+    assert "not a LabelMe JSON file" in app.error[0].value
+    app.file_uploader(key="stats_labels").set_value(
+        (
+            "broken.json",
+            json.dumps({"shapes": [{"label": "p", "points": [[1, 1], [2, 2]]}]}).encode(),
+            "application/json",
+        )
+    ).run()
+    assert not app.exception
+    assert "shapes[0]" in app.error[0].value
+    app.file_uploader(key="stats_labels").set_value(
+        ("labels.json", sample_files["labels"].read_bytes(), "application/json")
+    ).run()
+    assert not app.error and app.metric
