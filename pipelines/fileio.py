@@ -71,3 +71,24 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Place ``source`` at ``target`` as a hard link (free) or, across file systems, a copy.
+
+    Used to make an output folder self-contained (a LabelMe JSON beside its image) without
+    doubling the disk use of large micrographs. An existing ``target`` that already is
+    ``source`` is left alone; anything else there is replaced atomically.
+    """
+    import shutil
+
+    source, target = Path(source), Path(target)
+    if target.exists() and os.path.samefile(source, target):
+        return target
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return target

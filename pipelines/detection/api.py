@@ -1,0 +1,198 @@
+"""Detection entry points: train from LabelMe files, predict on images, detect in memory.
+
+``train``/``predict`` work with files and model folders (the CLI and the job worker call them
+through :mod:`pipelines.tasks`); ``load_detector``/``detect`` work in-process on arrays (the app).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.artifact import load_model, save_model
+from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
+from pipelines.detection.data import load_training_set
+from pipelines.detection.outputs import write_outputs
+from pipelines.detection.registry import create_config, get_engine, list_engines
+from pipelines.errors import InvalidImage, InvalidInput, ModelError
+from pipelines.progress import Progress, ProgressCallback, StageTimer
+
+log = logging.getLogger(__name__)
+
+TASK = "detect"
+# Time kept for post-processing tuning and saving when a training time limit is given.
+_TUNE_RESERVE_S = 10.0
+
+__all__ = [
+    "DetectOptions",
+    "Detections",
+    "Detector",
+    "detect",
+    "list_engines",
+    "load_detector",
+    "predict",
+    "train",
+]
+
+
+def train(
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    engine: str | None = None,
+    config: dict[str, Any] | None = None,
+    device: str = "cpu",
+    minutes: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Train a detector on LabelMe files (crops + outlined objects) and save its folder.
+
+    ``inputs``: LabelMe JSON files, each with its image beside it (``imagePath``). ``minutes``
+    caps the whole run; ``config`` overrides fields of the engine's config dataclass.
+    """
+    started = time.monotonic()
+    spec = get_engine(engine)
+    engine_config = create_config(spec.name, config)
+    if minutes is not None:
+        if minutes <= 0:
+            raise InvalidInput(f"--minutes must be positive, got {minutes}")
+        if hasattr(engine_config, "train_seconds"):
+            seconds = max(1.0, minutes * 60.0 - min(_TUNE_RESERVE_S, 0.1 * minutes * 60.0))
+            engine_config = dataclasses.replace(engine_config, train_seconds=seconds)
+    loader = StageTimer(progress, "load", len(inputs))
+    loader.update(0, message="reading labels and images")
+    data = load_training_set([Path(p) for p in inputs])
+    loader.update(len(inputs))
+    context = TrainContext(
+        device=device,
+        deadline=None if minutes is None else started + minutes * 60.0,
+        progress=progress,
+    )
+    context.metrics["labelled_objects"] = data.object_count()
+    detector = spec.train(data, engine_config, context)
+    context.metrics["total_seconds"] = round(time.monotonic() - started, 1)
+    saver = StageTimer(progress, "save", 1)
+    path = save_model(
+        out_dir,
+        task=TASK,
+        engine=spec.name,
+        config=engine_config,
+        classes=data.class_names,
+        state_dict=detector.state_dict(),
+        metrics=context.metrics,
+        extra={**detector.extra(), "trained_on": [Path(p).name for p in inputs]},
+    )
+    saver.update(1)
+    log.info("trained %s detector in %.1f s: %s", spec.name, time.monotonic() - started, path)
+    return path
+
+
+def load_detector(model_dir: str | Path, device: str = "cpu") -> Detector:
+    """Load a trained detection model folder (weights checked, config validated)."""
+    info, state = load_model(model_dir, expected_task=TASK)
+    try:
+        spec = get_engine(info.engine)
+        config = create_config(spec.name, info.config)
+    except InvalidInput as error:
+        raise ModelError(f"{model_dir}: {error}; train the model again") from error
+    return spec.load(config, list(info.classes), state, dict(info.extra), device=device)
+
+
+def detect(
+    detector: Detector,
+    image: np.ndarray,
+    options: DetectOptions | dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Detections:
+    """Find every object in a ``(H, W)`` image of raw intensities; no files involved."""
+    if not isinstance(options, DetectOptions):
+        options = DetectOptions.from_dict(options)
+    image = np.asarray(image)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise InvalidImage(f"expected a greyscale (H, W) image, got shape {image.shape}")
+    return detector.detect(image, options, progress)
+
+
+def collect_images(inputs: Sequence[Path]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in folders, in a stable order."""
+    from pipelines.imaging import SUPPORTED_EXTENSIONS
+
+    found: list[Path] = []
+    for path in inputs:
+        path = Path(path)
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                and not p.name.endswith("_overlay.png")
+            )
+            if not inside:
+                raise InvalidInput(f"folder {path} holds no supported image")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InvalidInput(f"{path}: no such file or folder")
+    stems: dict[str, Path] = {}
+    for path in found:
+        if path.stem in stems and stems[path.stem] != path:
+            raise InvalidInput(
+                f"{stems[path.stem].name} and {path.name} would both write {path.stem}.json; "
+                "rename one or predict them into separate folders"
+            )
+        stems[path.stem] = path
+    return list(stems.values())
+
+
+def predict(
+    model_dir: Path,
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[Path]:
+    """Detect objects in images (files and/or folders); write JSON, overlay and stats per image.
+
+    Every image header is checked before anything is written, so a bad file in the list
+    produces no partial output.
+    """
+    from pipelines.imaging import image_size, load_image
+
+    detect_options = DetectOptions.from_dict(options)
+    images = collect_images([Path(p) for p in inputs])
+    for path in images:
+        image_size(path)
+    detector = load_detector(model_dir, device=device)
+    written: list[Path] = []
+    timer = StageTimer(progress, "images", len(images))
+    for index, path in enumerate(images):
+        loaded = load_image(path)
+        stage_callback = _prefixed(progress, path.name)
+        detections = detect(detector, loaded.pixels, detect_options, stage_callback)
+        written.extend(
+            write_outputs(path, loaded.pixels, detections, Path(out_dir), loaded.nm_per_px)
+        )
+        timer.update(
+            index + 1, message=f"{path.name}: {detections.count} objects", objects=detections.count
+        )
+    return written
+
+
+def _prefixed(progress: ProgressCallback | None, name: str) -> ProgressCallback | None:
+    if progress is None:
+        return None
+
+    def callback(event: Progress) -> None:
+        progress(dataclasses.replace(event, message=f"{name}: {event.message}".rstrip(": ")))
+
+    return callback

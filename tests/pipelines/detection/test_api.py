@@ -1,0 +1,173 @@
+"""Train → save → load → predict, through the api and through pipelines.tasks (tiny models)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import tasks
+from pipelines.artifact import MODEL_JSON, WEIGHTS_FILE
+from pipelines.detection import api
+from pipelines.detection.registry import list_engines
+from pipelines.errors import InvalidInput, ModelError
+from pipelines.formats.labelme import Box, read_labelme, resolve_image_path
+
+from .conftest import make_sample, write_labelled
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    sample = make_sample(96, seed=0, n_particles=10)
+    return sample, write_labelled(
+        tmp_path / "data", sample, [Box(0, 0, 48, 48), Box(48, 48, 96, 96)]
+    )
+
+
+@pytest.fixture
+def tiny_model(tmp_path, labelled, tiny_unet_config):
+    return api.train([labelled[1]], tmp_path / "model", config=tiny_unet_config)
+
+
+def test_engines_are_listed_default_first():
+    assert list_engines()[0] == "unet"
+    assert {"unet", "threshold", "maskrcnn"} <= set(list_engines())
+
+
+def test_artifact_round_trip(tiny_model, labelled):
+    info = json.loads((tiny_model / MODEL_JSON).read_text())
+    assert info["task"] == "detect" and info["engine"] == "unet"
+    assert info["classes"] == ["particle"]
+    assert info["config"]["channels"] == [4, 8]
+    assert info["metrics"]["train_steps"] == 4
+    assert "torch" in info["versions"]
+    assert {"fg_threshold", "core_threshold"} <= set(info["extra"]["postprocess"])
+    saved = torch.load(tiny_model / WEIGHTS_FILE, weights_only=True)
+    first, second = api.load_detector(tiny_model), api.load_detector(tiny_model)
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, saved[key])
+    image = labelled[0].pixels
+    a, b = api.detect(first, image), api.detect(second, image)
+    assert np.array_equal(a.instances.labels, b.instances.labels)
+
+
+def test_predict_writes_json_overlay_and_stats(tiny_model, labelled, tmp_path):
+    image = labelled[1].parent / "image.tif"
+    written = api.predict(tiny_model, [image], tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["image.json", "image_overlay.png", "image_stats.csv"]
+    document = read_labelme(tmp_path / "out" / "image.json")
+    # the image is placed beside the JSON, so the output folder is self-contained
+    assert document.image_path == "image.tif"
+    assert resolve_image_path(document).read_bytes() == image.read_bytes()
+    assert (document.image_height, document.image_width) == (96, 96)
+    header = (tmp_path / "out" / "image_stats.csv").read_text().splitlines()[0]
+    assert header.startswith("label") or "label" in header
+
+
+def test_train_through_tasks_and_predict_a_folder(labelled, tmp_path, tiny_unet_config):
+    model = tasks.train_model("detect", [labelled[1]], tmp_path / "m", config=tiny_unet_config)
+    written = tasks.predict(model, [labelled[1].parent], tmp_path / "out")
+    assert sorted(p.name for p in written) == ["image.json", "image_overlay.png", "image_stats.csv"]
+
+
+def test_unknown_setting_and_option_are_clear_errors(labelled, tmp_path):
+    with pytest.raises(InvalidInput, match="no setting"):
+        api.train([labelled[1]], tmp_path / "m", config={"chanels": [4]})
+    with pytest.raises(InvalidInput, match="unknown detection engine"):
+        api.train([labelled[1]], tmp_path / "m", engine="nope")
+    with pytest.raises(InvalidInput, match="unknown prediction option"):
+        api.detect(None, np.zeros((8, 8)), {"treshold": 1})  # type: ignore[arg-type]
+
+
+def test_image_smaller_than_a_tile_and_odd_sizes(tiny_model):
+    detector = api.load_detector(tiny_model)
+    for shape in [(40, 50), (7, 9), (130, 67)]:
+        image = np.random.default_rng(0).integers(0, 1000, shape).astype(np.uint16)
+        detections = api.detect(detector, image, {"tile_px": 64})
+        assert detections.instances.labels.shape == shape
+
+
+def test_tiled_maps_equal_whole_image_maps(tiny_model, labelled):
+    detector = api.load_detector(tiny_model)
+    image = labelled[0].pixels
+    from pipelines.detection.base import DetectOptions
+
+    whole = detector.predict_maps(image, DetectOptions(tile_px=1024))
+    tiled = detector.predict_maps(image, DetectOptions(tile_px=64, overlap_px=24))
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+def test_missing_or_corrupt_model_files_are_model_errors(tiny_model, tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        api.load_detector(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelError, match="missing"):
+        api.load_detector(broken)
+    shutil.copy(tiny_model / WEIGHTS_FILE, broken / WEIGHTS_FILE)
+    with open(broken / WEIGHTS_FILE, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"garbage!")
+    with pytest.raises(ModelError, match="checksum"):
+        api.load_detector(broken)
+    (broken / MODEL_JSON).write_text("{not json")
+    with pytest.raises(ModelError, match="corrupt"):
+        api.load_detector(broken)
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(tiny_model, mismatched)
+    info = json.loads((mismatched / MODEL_JSON).read_text())
+    info["config"]["channels"] = [8, 16]
+    (mismatched / MODEL_JSON).write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="do not fit"):
+        api.load_detector(mismatched)
+
+
+def test_a_class_with_one_example_trains(tmp_path, tiny_unet_config):
+    sample = make_sample(96, seed=6, n_particles=1, n_sites=6, radius_px=(6, 7))
+    json_path = write_labelled(tmp_path, sample, None)
+    model = api.train([json_path], tmp_path / "m", config=tiny_unet_config)
+    detector = api.load_detector(model)
+    assert detector.classes == ["particle", "single_site"]
+    detections = api.detect(detector, sample.pixels)
+    assert set(detections.instances.class_ids.tolist()) <= {1, 2}
+
+
+def test_predict_checks_every_image_before_writing(tiny_model, labelled, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00not a tiff at all")
+    good = labelled[1].parent / "image.tif"
+    from pipelines.errors import InvalidImage
+
+    with pytest.raises(InvalidImage):
+        api.predict(tiny_model, [good, bad], tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_labelme_opens_the_predicted_json(tiny_model, labelled, tmp_path):
+    from labelme import LabelFile
+
+    image = labelled[1].parent / "image.tif"
+    beside = api.predict(tiny_model, [image], image.parent)[0]
+    elsewhere = api.predict(tiny_model, [image], tmp_path / "out")[0]
+    for json_path in (beside, elsewhere):
+        label_file = LabelFile(filename=str(json_path))
+        assert label_file.image_data
+        expected = read_labelme(json_path).object_shapes
+        assert len(label_file.shapes) == len(expected)
+    assert read_labelme(beside).image_path == "image.tif"
+
+
+def test_predict_on_an_image_without_objects_writes_empty_outputs(tiny_model, tmp_path):
+    import tifffile
+
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full((50, 60), 1000, dtype=np.uint16))
+    written = api.predict(tiny_model, [blank], tmp_path / "out", options={"score_threshold": 1.0})
+    document = read_labelme(written[0])
+    assert document.object_shapes == []
+    assert (tmp_path / "out" / "blank_overlay.png").stat().st_size > 0

@@ -1,0 +1,62 @@
+"""The threshold and Mask R-CNN engines behind the same api; assisted outlining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.detection import api
+from pipelines.detection.assist import propose_outline
+from pipelines.detection.postprocess import match_instances
+from pipelines.formats.labelme import Box
+from pipelines.formats.masks import polygon_area_px
+
+from .conftest import make_sample, write_labelled
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_threshold_engine_calibrates_on_crops_and_finds_the_disks(tmp_path, dark):
+    sample = make_sample(128, seed=7, n_particles=14, dark=dark)
+    json_path = write_labelled(tmp_path, sample, [Box(0, 0, 64, 128)])
+    model = api.train([json_path], tmp_path / "model", engine="threshold")
+    detector = api.load_detector(model)
+    assert detector.params.invert is dark
+    detections = api.detect(detector, sample.pixels)
+    counts = match_instances(detections.instances.labels, sample.truth.labels)
+    assert counts.f1 >= 0.9
+
+
+def test_maskrcnn_engine_trains_saves_and_predicts(tmp_path):
+    sample = make_sample(96, seed=8, n_particles=8)
+    json_path = write_labelled(tmp_path, sample, [Box(0, 0, 96, 64)])
+    config = {
+        "patch_px": 64,
+        "batch_size": 1,
+        "max_steps": 2,
+        "tile_px": 64,
+        "overlap_px": 16,
+        "anchor_sizes_px": [8, 16, 32, 64, 128],
+    }
+    model = api.train([json_path], tmp_path / "model", engine="maskrcnn", config=config)
+    detector = api.load_detector(model)
+    assert detector.backbone == "resnet18_fpn"
+    written = api.predict(model, [tmp_path / "image.tif"], tmp_path / "out")
+    assert len(written) == 3
+
+
+def test_propose_outline_follows_the_clicked_disk():
+    rows, cols = np.mgrid[0:80, 0:80]
+    image = np.full((80, 80), 100.0)
+    image[(rows - 30) ** 2 + (cols - 40) ** 2 <= 8**2] = 200.0
+    image[(rows - 30) ** 2 + (cols - 55.5) ** 2 <= 7**2] = 200.0  # a touching neighbour
+    image += np.random.default_rng(0).normal(0, 3, image.shape)
+    polygon = propose_outline(image, x=38, y=31)
+    assert polygon is not None
+    area = polygon_area_px(polygon)
+    assert area == pytest.approx(np.pi * 8**2, rel=0.2)
+    assert polygon[:, 0].max() < 50  # the neighbour is not included
+    assert propose_outline(image, x=5, y=70) is None
+    assert propose_outline(image, x=500, y=5) is None
+    dark = 300.0 - image
+    polygon = propose_outline(dark, x=40, y=30)
+    assert polygon is not None and polygon_area_px(polygon) == pytest.approx(np.pi * 64, rel=0.2)
