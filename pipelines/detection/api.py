@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.artifact import load_model, save_model
+from pipelines.artifact import load_model, read_model_info, save_model
 from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
 from pipelines.detection.data import load_training_set
 from pipelines.detection.outputs import write_outputs
@@ -173,14 +173,26 @@ def predict(
     for path in images:
         image_size(path)
     detector = load_detector(model_dir, device=device)
+    info = read_model_info(model_dir)
     written: list[Path] = []
     timer = StageTimer(progress, "images", len(images))
     for index, path in enumerate(images):
         loaded = load_image(path)
         stage_callback = _prefixed(progress, path.name)
         detections = detect(detector, loaded.pixels, detect_options, stage_callback)
+        provenance = {
+            "calibration_source": loaded.calibration.source,
+            "model": {
+                "id": Path(model_dir).name,
+                "sha256": info.extra.get("weights_sha256"),
+                "engine": info.engine,
+                "thresholds": dataclasses.asdict(detect_options),
+            },
+        }
         written.extend(
-            write_outputs(path, loaded.pixels, detections, Path(out_dir), loaded.nm_per_px)
+            write_outputs(
+                path, loaded.pixels, detections, Path(out_dir), loaded.nm_per_px, provenance
+            )
         )
         timer.update(
             index + 1, message=f"{path.name}: {detections.count} objects", objects=detections.count

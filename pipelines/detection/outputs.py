@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,14 +86,23 @@ def write_outputs(
     detections: Detections,
     out_dir: Path,
     nm_per_px: float | None,
+    provenance: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write ``<stem>.json``, ``<stem>_overlay.png`` and ``<stem>_stats.csv`` into ``out_dir``."""
+    """Write ``<stem>.json``, ``<stem>_overlay.png`` and ``<stem>_stats.csv`` into ``out_dir``.
+
+    ``provenance`` (calibration source, model id/hash, thresholds) goes into the JSON's
+    top-level ``nocode_ml`` object with ``nm_per_px``, so statistics recomputed from the file
+    alone, even after editing it in labelme (which keeps unknown keys), stay calibrated and
+    say which model found the objects.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = image_path.stem
     # The image goes beside the JSON (hard link, else copy) so the folder is self-contained:
     # labelme opens it, and it can be corrected and used for training as it is.
     beside = link_or_copy(image_path, out_dir / image_path.name)
     document = to_document(detections, beside.name)
+    metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
+    document.extra["nocode_ml"] = {k: v for k, v in metadata.items() if v is not None}
     json_path = write_labelme(out_dir / f"{stem}.json", document)
     overlay_path = write_overlay(out_dir / f"{stem}_overlay.png", pixels, detections)
     stats_path = atomic_write_text(out_dir / f"{stem}_stats.csv", stats_csv(document, nm_per_px))

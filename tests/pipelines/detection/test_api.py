@@ -171,3 +171,17 @@ def test_predict_on_an_image_without_objects_writes_empty_outputs(tiny_model, tm
     document = read_labelme(written[0])
     assert document.object_shapes == []
     assert (tmp_path / "out" / "blank_overlay.png").stat().st_size > 0
+
+
+def test_predicted_json_carries_calibration_and_model_for_statistics(
+    tiny_model, labelled, tmp_path
+):
+    from pipelines.stats import stats_from_labelme
+
+    image = labelled[1].parent / "image.tif"
+    json_path = api.predict(tiny_model, [image], tmp_path / "out")[0]
+    document = read_labelme(json_path)
+    metadata = document.extra["nocode_ml"]
+    assert metadata["model"]["engine"] and metadata["model"]["sha256"]
+    result = stats_from_labelme(json_path)
+    assert result.run_card["models"]["image.tif"]["id"] == tiny_model.name
