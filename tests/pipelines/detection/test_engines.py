@@ -60,3 +60,27 @@ def test_propose_outline_follows_the_clicked_disk():
     dark = 300.0 - image
     polygon = propose_outline(dark, x=40, y=30)
     assert polygon is not None and polygon_area_px(polygon) == pytest.approx(np.pi * 64, rel=0.2)
+
+
+def test_unet_loss_weighs_only_the_rare_object_class():
+    """The extra class-averaged term applies to the rarer object class, never to one class."""
+    import torch
+
+    from pipelines.detection.unet import UNetConfig, _loss
+
+    torch.manual_seed(0)
+    classes = torch.zeros(1, 16, 16, dtype=torch.int64)
+    classes[0, 2:12, 2:12] = 1  # a big particle
+    classes[0, 14, 14] = 2  # one single-atom pixel
+    centre = torch.zeros(1, 16, 16)
+    valid = torch.ones(1, 16, 16, dtype=torch.bool)
+    logits = torch.randn(1, 4, 16, 16)
+    plain = _loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=0.0))
+    rare = _loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=1.0))
+    assert torch.isfinite(rare) and float(rare) > float(plain)
+    one_class = classes.clamp_max(1)
+    logits_one = logits[:, [0, 1, 3]]
+    assert torch.allclose(
+        _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=0.0)),
+        _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=1.0)),
+    )
