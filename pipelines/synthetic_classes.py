@@ -157,9 +157,7 @@ def _draw_agglomerates(image: np.ndarray, rng: np.random.Generator) -> None:
             members.append((anchor[0] + step * np.sin(angle), anchor[1] + step * np.cos(angle)))
         for centre in members:
             diameter = unit_diameter * rng.uniform(0.85, 1.15)
-            _add_ellipsoid(
-                image, centre, (diameter / 2, diameter / 2), 0.0, rng.uniform(0.5, 0.9)
-            )
+            _add_ellipsoid(image, centre, (diameter / 2, diameter / 2), 0.0, rng.uniform(0.5, 0.9))
 
 
 _DRAWERS = {"agglomerates": _draw_agglomerates, "rods": _draw_rods, "spheres": _draw_spheres}

@@ -1,0 +1,519 @@
+"""Train a classifier and apply it: the two entry points behind ``pipelines.tasks``.
+
+``train`` reads a labelled dataset (see :mod:`pipelines.classification.datasets`), trains an
+engine with a stratified validation split and writes the model folder (:mod:`pipelines.artifact`)
+with the validation scores. ``predict`` writes ``predictions.csv`` and ``predictions.json`` (file,
+class, probability per class) and a Grad-CAM overlay per image under ``heatmaps/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.artifact import load_model, save_model
+from pipelines.classification.datasets import (
+    LoadedDataset,
+    Sample,
+    SkippedFile,
+    list_prediction_samples,
+    list_training_samples,
+    load_training_set,
+    prepare_sample,
+    stratified_split,
+    unpacked_inputs,
+)
+from pipelines.classification.engines import (
+    create_engine,
+    device_preset,
+    pretrained_weights_from_env,
+)
+from pipelines.classification.evaluation import classification_report
+from pipelines.classification.preprocess import (
+    ContentBox,
+    percentile_normalise,
+    resize_longer_side,
+    to_model_input,
+)
+from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
+from pipelines.fileio import atomic_path, atomic_write_json, atomic_write_text
+from pipelines.progress import ProgressCallback, StageTimer
+
+log = logging.getLogger(__name__)
+
+TASK = "classify"
+TRAINING_CURVE_FILE = "training_curve.json"
+PREDICTIONS_CSV = "predictions.csv"
+PREDICTIONS_JSON = "predictions.json"
+HEATMAP_DIR = "heatmaps"
+
+
+def _setup_torch(device: str) -> Any:
+    """Cap CPU threads (the machine is shared) and resolve ``device`` to a torch device."""
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    name = str(device or "cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"device '{name}' was asked for but no GPU is available; use cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as error:
+        raise InvalidInput(f"unknown device '{name}'; use cpu, cuda or cuda:N") from error
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise InvalidInput(
+            f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+    return resolved
+
+
+def train(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    engine: str | None = None,
+    config: dict[str, Any] | None = None,
+    device: str = "cpu",
+    minutes: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Train a classifier on a labelled dataset and write its model folder to ``out_dir``.
+
+    ``inputs``: one folder with a sub-folder per class, a zip of it, LabelMe files with a class
+    flag, or (``config={"crop_objects": True}``) LabelMe files whose outlined objects are
+    classified by their shape label. ``config`` overrides the engine's defaults (the GPU preset
+    applies on CUDA); ``minutes`` caps the training time. Returns ``out_dir``.
+    """
+    import torch
+
+    torch_device = _setup_torch(device)
+    overrides = {**device_preset(engine, torch_device.type), **(config or {})}
+    if minutes is not None:
+        if not minutes > 0:
+            raise InvalidInput(f"minutes must be positive, got {minutes}")
+        overrides["max_minutes"] = float(minutes)
+    classifier = create_engine(engine, **overrides)
+    if classifier.config.pretrained_weights_path is None:
+        baked = pretrained_weights_from_env(classifier.config.model_name)
+        if baked:
+            log.info("using ImageNet weights %s", baked)
+            classifier = create_engine(engine, **overrides, pretrained_weights_path=baked)
+    settings = classifier.config
+    torch.manual_seed(settings.seed)
+
+    with unpacked_inputs([Path(p) for p in inputs]) as resolved:
+        listing = list_training_samples(
+            resolved,
+            crop_objects=settings.crop_objects,
+            crop_margin_fraction=settings.crop_margin_fraction,
+        )
+        dataset = load_training_set(
+            listing, settings.input_size_px, settings.normalize_percentiles, progress
+        )
+    train_idx, val_idx = stratified_split(
+        dataset.labels, dataset.classes, settings.val_fraction, settings.seed
+    )
+    log.info(
+        "training %s on %d images (%d for validation) of classes %s",
+        settings.model_name, len(dataset.labels), len(val_idx), ", ".join(dataset.classes),
+    )  # fmt: skip
+
+    from pipelines.classification.training import fit, predict_logits
+
+    model = classifier.build(len(dataset.classes))
+    images = torch.from_numpy(dataset.images)[:, None]
+    labels = torch.from_numpy(dataset.labels)
+    max_seconds = settings.max_minutes * 60 if settings.max_minutes is not None else None
+    result = fit(
+        model,
+        images[train_idx],
+        labels[train_idx],
+        images[val_idx],
+        labels[val_idx],
+        settings,
+        device=torch_device,
+        max_seconds=max_seconds,
+        progress=progress,
+    )
+    model.load_state_dict(result.state_dict)
+
+    timer = StageTimer(progress, "evaluate", total=1)
+    report = None
+    if len(val_idx):
+        logits = predict_logits(model, images[val_idx], settings, torch_device)
+        probabilities = torch.softmax(logits, dim=1).numpy()
+        report = classification_report(
+            dataset.labels[val_idx].tolist(),
+            probabilities.argmax(1).tolist(),
+            dataset.classes,
+            names=[dataset.names[i] for i in val_idx],
+            probabilities=probabilities.tolist(),
+        )
+    timer.update(1)
+    metrics = _training_metrics(dataset, train_idx, val_idx, result, report)
+    curve = json.dumps(result.history, indent=2).encode("utf-8")
+    return save_model(
+        out_dir,
+        task=TASK,
+        engine=classifier.name,
+        config=settings,
+        classes=dataset.classes,
+        state_dict=result.state_dict,
+        metrics=metrics,
+        extra={"input": _input_description(settings), "device": torch_device.type},
+        extra_files={TRAINING_CURVE_FILE: curve},
+    )
+
+
+def _input_description(settings: Any) -> dict[str, Any]:
+    """How images become network input, spelled out in ``model.json`` for other tools."""
+    return {
+        "size_px": settings.input_size_px,
+        "channels": settings.in_channels,
+        "greyscale_to_channels": "replicate",
+        "resize": "longer side to size_px, aspect kept, padded with the median",
+        "normalisation": {
+            "percentiles": list(settings.normalize_percentiles),
+            "channel_mean": list(settings.channel_mean),
+            "channel_std": list(settings.channel_std),
+        },
+        "objects": "LabelMe object crops" if settings.crop_objects else "whole images",
+    }
+
+
+def _training_metrics(
+    dataset: LoadedDataset,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    result: Any,
+    report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    counts = dataset.class_counts()
+    return {
+        "val_accuracy": report["accuracy"] if report else None,
+        "val_macro_f1": report["macro_f1"] if report else None,
+        "evaluation": report,
+        # the validation images also chose the kept epoch, so these scores lean optimistic
+        "evaluation_set": "validation" if report else None,
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "class_counts": counts,
+        "source": dataset.source,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "steps_run": result.steps_run,
+        "stop_reason": result.stop_reason,
+        "train_seconds": round(result.train_seconds, 2),
+        "skipped_files": [dataclasses.asdict(s) for s in dataset.skipped],
+    }
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Prediction settings.
+
+    ``heatmaps``: write a Grad-CAM overlay per image; ``heatmap_min_side_px`` /
+    ``heatmap_max_side_px`` bound the overlay's longer side (small crops are enlarged so the
+    map is visible, large images shrunk).
+    """
+
+    heatmaps: bool = True
+    batch_size: int = 16
+    heatmap_min_side_px: int = 256
+    heatmap_max_side_px: int = 1024
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> PredictOptions:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInput(
+                f"unknown prediction option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        options = cls(**values)
+        if options.batch_size < 1 or options.heatmap_min_side_px < 1:
+            raise InvalidInput("batch_size and heatmap sizes must be at least 1")
+        return options
+
+
+def load_classifier(model_dir: Path, device: Any) -> tuple[Any, Any, list[str]]:
+    """The trained network (eval mode, on ``device``), its engine and its classes."""
+    info, state = load_model(model_dir, expected_task=TASK)
+    classifier = create_engine(info.engine, **info.config)
+    model = classifier.build(len(info.classes), load_pretrained=False)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelError(
+            f"{model_dir}: the weights do not fit a {classifier.config.model_name} with "
+            f"{len(info.classes)} classes ({str(error).splitlines()[0]}); train the model again"
+        ) from error
+    return model.to(device).eval(), classifier, list(info.classes)
+
+
+def _heatmap_name(sample: Sample, used: set[str]) -> str:
+    stem = re.sub(r"\.[A-Za-z0-9]+$", "", sample.name.replace(".json shapes[", "_shape["))
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_.") or "image"
+    name, counter = f"{stem}.png", 1
+    while name in used:
+        counter += 1
+        name = f"{stem}_{counter}.png"
+    used.add(name)
+    return name
+
+
+def _write_overlay(
+    path: Path,
+    pixels: np.ndarray,
+    cam_square: np.ndarray,
+    content: ContentBox,
+    caption: str,
+    settings: Any,
+    options: PredictOptions,
+) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from pipelines.classification.gradcam import cam_for_image, overlay
+
+    side = max(pixels.shape)
+    target = min(max(side, options.heatmap_min_side_px), options.heatmap_max_side_px)
+    display = percentile_normalise(
+        resize_longer_side(pixels, target) if target != side else pixels,
+        settings.normalize_percentiles,
+    )
+    cam = cam_for_image(cam_square, content, display.shape)
+    image = Image.fromarray(overlay(display, cam))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, image.width // 24))  # readable when projected
+    _, _, right, bottom = draw.textbbox((4, 4), caption, font=font)
+    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
+    draw.text((4, 4), caption, fill=(255, 255, 255), font=font)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _prepared_batches(
+    samples: list[Sample], settings: Any, batch_size: int, skipped: list[SkippedFile]
+) -> Iterator[tuple[int, list[tuple[Sample, np.ndarray, np.ndarray, ContentBox]]]]:
+    """Yield ``(samples done, [(sample, raw pixels, network square, content box), ...])``;
+    unreadable samples are logged and appended to ``skipped``."""
+    cache: dict[Path, np.ndarray] = {}
+    for start in range(0, len(samples), batch_size):
+        prepared = []
+        chunk = samples[start : start + batch_size]
+        for sample in chunk:
+            try:
+                pixels, square, content = prepare_sample(
+                    sample, settings.input_size_px, settings.normalize_percentiles, cache
+                )
+            except (NoCodeMLError, OSError, ValueError) as error:
+                log.warning("skipping %s: %s", sample.name, error)
+                skipped.append(SkippedFile(sample.name, str(error)))
+                continue
+            prepared.append((sample, pixels, square, content))
+        yield start + len(chunk), prepared
+
+
+def _run_network(
+    model: Any, squares: np.ndarray, settings: Any, device: Any, heatmaps: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities ``(B, K)`` and, with ``heatmaps``, Grad-CAM maps ``(B, S, S)``."""
+    import torch
+
+    from pipelines.classification.gradcam import logits_and_cams
+    from pipelines.classification.training import autocast_context
+
+    batch = torch.from_numpy(squares)[:, None].to(device)
+    cams = None
+    if heatmaps:
+        logits, cam_maps = logits_and_cams(
+            model, batch, settings.channel_mean, settings.channel_std
+        )
+        cams = cam_maps.cpu().numpy()
+    else:
+        with torch.inference_mode(), autocast_context(device):
+            logits = model(to_model_input(batch, settings.channel_mean, settings.channel_std))
+    return torch.softmax(logits.float(), dim=1).cpu().numpy(), cams
+
+
+def predict(
+    model_dir: Path,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[Path]:
+    """Classify images (files, folders, zips; LabelMe objects for object models).
+
+    Writes ``out_dir/predictions.csv`` and ``out_dir/predictions.json`` (file, class,
+    probability per class; scores when the inputs carry true classes) and, unless
+    ``options["heatmaps"]`` is False, one Grad-CAM overlay PNG per sample in
+    ``out_dir/heatmaps/``. Unreadable images are skipped with a warning; when none can be
+    read, nothing is written. Returns the paths written.
+    """
+    opts = PredictOptions.from_dict(options)
+    torch_device = _setup_torch(device)
+    model, classifier, classes = load_classifier(Path(model_dir), torch_device)
+    settings = classifier.config
+    out_dir = Path(out_dir)
+
+    rows: list[dict[str, Any]] = []
+    skipped: list[SkippedFile] = []
+    heatmap_paths: list[Path] = []
+    with unpacked_inputs([Path(p) for p in inputs]) as resolved:
+        listing = list_prediction_samples(
+            resolved,
+            classes,
+            crop_objects=settings.crop_objects,
+            crop_margin_fraction=settings.crop_margin_fraction,
+        )
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".heatmaps-", dir=out_dir))
+        try:
+            timer = StageTimer(progress, "predict", total=len(listing.samples), min_interval_s=0.5)
+            used_names: set[str] = set()
+            for done, prepared in _prepared_batches(
+                listing.samples, settings, opts.batch_size, skipped
+            ):
+                if prepared:
+                    squares = np.stack([item[2] for item in prepared])
+                    probabilities, cams = _run_network(
+                        model, squares, settings, torch_device, opts.heatmaps
+                    )
+                    for k, (sample, pixels, _, content) in enumerate(prepared):
+                        row = _prediction_row(sample, probabilities[k], classes)
+                        if cams is not None:
+                            name = _heatmap_name(sample, used_names)
+                            caption = f"{row['class']} {row['probability']:.0%}"
+                            _write_overlay(
+                                staging / name, pixels, cams[k], content, caption, settings, opts
+                            )
+                            row["heatmap"] = f"{HEATMAP_DIR}/{name}"
+                            heatmap_paths.append(out_dir / HEATMAP_DIR / name)
+                        rows.append(row)
+                timer.update(done)
+            if not rows:
+                raise InvalidInput(
+                    f"none of the {len(listing.samples)} image(s) could be read "
+                    f"(first problem: {skipped[0].reason}); check the files"
+                )
+            if opts.heatmaps:
+                _replace_folder(staging, out_dir / HEATMAP_DIR)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, _predictions_csv(rows, classes))
+    json_path = atomic_write_json(
+        out_dir / PREDICTIONS_JSON,
+        {
+            "model": {
+                "dir": str(model_dir),
+                "engine": classifier.name,
+                "model_name": settings.model_name,
+            },
+            "classes": classes,
+            "predictions": rows,
+            "skipped": [dataclasses.asdict(s) for s in skipped],
+            "unknown_classes": listing.unknown_classes,
+            "evaluation": _score_predictions(rows, classes),
+        },
+    )
+    log.info("classified %d image(s), skipped %d", len(rows), len(skipped))
+    return [csv_path, json_path, *heatmap_paths]
+
+
+def _prediction_row(
+    sample: Sample, probabilities: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
+    best = int(np.argmax(probabilities))
+    row: dict[str, Any] = {"file": str(sample.image_path), "name": sample.name}
+    if sample.box is not None:
+        box = sample.box
+        row["object"] = {
+            "label": sample.object_label,
+            "box_px": [box.left, box.top, box.right, box.bottom],
+        }
+    row.update(
+        {
+            "class": classes[best],
+            "probability": float(probabilities[best]),
+            "probabilities": {
+                name: float(p) for name, p in zip(classes, probabilities, strict=True)
+            },
+            "true_class": sample.class_name,
+        }
+    )
+    return row
+
+
+def _score_predictions(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any] | None:
+    scored = [row for row in rows if row["true_class"]]
+    if not scored:
+        return None
+    index = {name: i for i, name in enumerate(classes)}
+    return classification_report(
+        [index[row["true_class"]] for row in scored],
+        [index[row["class"]] for row in scored],
+        classes,
+        names=[row["name"] for row in scored],
+        probabilities=[[row["probabilities"][c] for c in classes] for row in scored],
+    )
+
+
+def _predictions_csv(rows: list[dict[str, Any]], classes: list[str]) -> str:
+    with_objects = any("object" in row for row in rows)
+    with_truth = any(row["true_class"] for row in rows)
+    with_heatmaps = any("heatmap" in row for row in rows)
+    header = ["file"] + (["object_box_px"] if with_objects else []) + ["class", "probability"]
+    header += [f"probability_{name}" for name in classes]
+    header += (["true_class"] if with_truth else []) + (["heatmap"] if with_heatmaps else [])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line = [row["file"]]
+        if with_objects:
+            line.append(
+                " ".join(str(v) for v in row["object"]["box_px"]) if "object" in row else ""
+            )
+        line += [row["class"], f"{row['probability']:.6f}"]
+        line += [f"{row['probabilities'][name]:.6f}" for name in classes]
+        if with_truth:
+            line.append(row["true_class"] or "")
+        if with_heatmaps:
+            line.append(row.get("heatmap", ""))
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``, replacing an older folder only once ``new`` is complete."""
+    backup = target.with_name(f".{target.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    if target.exists():
+        target.rename(backup)
+    new.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
