@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import tempfile
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     config = {"seed": args.seed, **json.loads(args.config)}
+    # The machine is shared: a neighbour's load slows training within the time cap, so the
+    # 1-minute load average is recorded before and after the run.
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-classify-") as scratch:
         work = Path(scratch)
         train_dir = write_synthetic_classification(
@@ -154,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {run['predict_with_heatmaps_images_per_s']:.1f} |"
         )
     table = "\n".join(lines)
+    load_after = os.getloadavg()[0]
     print(f"$ {command.strip()}\n")
     print(table)
+    print(f"\n1-min load average: {load_before:.2f} before, {load_after:.2f} after (2 cores)")
     atomic_write_json(
         args.out,
         {
@@ -172,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "config_overrides": config,
             },
             "chance_accuracy": 1 / len(CLASS_NAMES),
+            "load_average_1min": {"before": load_before, "after": load_after},
             "runs": runs,
             "table": table,
         },

@@ -2,8 +2,11 @@
 
 Modules, in the order data flows through them:
 
+- :mod:`~pipelines.classification.samples`: one example (image or object crop) and reading it;
 - :mod:`~pipelines.classification.datasets`: find labelled images (class sub-folders, a zip,
   LabelMe flags, LabelMe object crops), read them, split them per class;
+- :mod:`~pipelines.classification.prediction_inputs`: what ``predict`` classifies, and the
+  true classes the inputs reveal;
 - :mod:`~pipelines.classification.preprocess`: image → network input (aspect kept, per-image
   percentile normalisation, grey → 3 channels);
 - :mod:`~pipelines.classification.augment`: microscopy augmentation presets;

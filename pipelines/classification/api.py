@@ -8,13 +8,10 @@ class, probability per class) and a Grad-CAM overlay per image under ``heatmaps/
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -27,14 +24,9 @@ import numpy as np
 from pipelines.artifact import load_model, save_model
 from pipelines.classification.datasets import (
     LoadedDataset,
-    Sample,
-    SkippedFile,
-    list_prediction_samples,
     list_training_samples,
     load_training_set,
-    prepare_sample,
     stratified_split,
-    unpacked_inputs,
 )
 from pipelines.classification.engines import (
     create_engine,
@@ -42,14 +34,22 @@ from pipelines.classification.engines import (
     pretrained_weights_from_env,
 )
 from pipelines.classification.evaluation import classification_report
+from pipelines.classification.prediction_files import (
+    heatmap_name,
+    prediction_row,
+    predictions_csv,
+    replace_folder,
+    score_predictions,
+    write_overlay,
+)
+from pipelines.classification.prediction_inputs import list_prediction_samples
 from pipelines.classification.preprocess import (
     ContentBox,
-    percentile_normalise,
-    resize_longer_side,
     to_model_input,
 )
+from pipelines.classification.samples import Sample, SkippedFile, prepare_sample, unpacked_inputs
 from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
-from pipelines.fileio import atomic_path, atomic_write_json, atomic_write_text
+from pipelines.fileio import atomic_write_json, atomic_write_text
 from pipelines.progress import ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)
@@ -268,47 +268,6 @@ def load_classifier(model_dir: Path, device: Any) -> tuple[Any, Any, list[str]]:
     return model.to(device).eval(), classifier, list(info.classes)
 
 
-def _heatmap_name(sample: Sample, used: set[str]) -> str:
-    stem = re.sub(r"\.[A-Za-z0-9]+$", "", sample.name.replace(".json shapes[", "_shape["))
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_.") or "image"
-    name, counter = f"{stem}.png", 1
-    while name in used:
-        counter += 1
-        name = f"{stem}_{counter}.png"
-    used.add(name)
-    return name
-
-
-def _write_overlay(
-    path: Path,
-    pixels: np.ndarray,
-    cam_square: np.ndarray,
-    content: ContentBox,
-    caption: str,
-    settings: Any,
-    options: PredictOptions,
-) -> None:
-    from PIL import Image, ImageDraw, ImageFont
-
-    from pipelines.classification.gradcam import cam_for_image, overlay
-
-    side = max(pixels.shape)
-    target = min(max(side, options.heatmap_min_side_px), options.heatmap_max_side_px)
-    display = percentile_normalise(
-        resize_longer_side(pixels, target) if target != side else pixels,
-        settings.normalize_percentiles,
-    )
-    cam = cam_for_image(cam_square, content, display.shape)
-    image = Image.fromarray(overlay(display, cam))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, image.width // 24))  # readable when projected
-    _, _, right, bottom = draw.textbbox((4, 4), caption, font=font)
-    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
-    draw.text((4, 4), caption, fill=(255, 255, 255), font=font)
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
-
 def _prepared_batches(
     samples: list[Sample], settings: Any, batch_size: int, skipped: list[SkippedFile]
 ) -> Iterator[tuple[int, list[tuple[Sample, np.ndarray, np.ndarray, ContentBox]]]]:
@@ -401,13 +360,15 @@ def predict(
                         model, squares, settings, torch_device, opts.heatmaps
                     )
                     for k, (sample, pixels, _, content) in enumerate(prepared):
-                        row = _prediction_row(sample, probabilities[k], classes)
+                        row = prediction_row(sample, probabilities[k], classes)
                         if cams is not None:
-                            name = _heatmap_name(sample, used_names)
+                            name = heatmap_name(sample, used_names)
                             caption = f"{row['class']} {row['probability']:.0%}"
-                            _write_overlay(
-                                staging / name, pixels, cams[k], content, caption, settings, opts
-                            )
+                            write_overlay(
+                                staging / name, pixels, cams[k], content, caption,
+                                settings.normalize_percentiles,
+                                opts.heatmap_min_side_px, opts.heatmap_max_side_px,
+                            )  # fmt: skip
                             row["heatmap"] = f"{HEATMAP_DIR}/{name}"
                             heatmap_paths.append(out_dir / HEATMAP_DIR / name)
                         rows.append(row)
@@ -418,14 +379,14 @@ def predict(
                     f"(first problem: {skipped[0].reason}); check the files"
                 )
             if opts.heatmaps:
-                _replace_folder(staging, out_dir / HEATMAP_DIR)
+                replace_folder(staging, out_dir / HEATMAP_DIR)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if created and not any(out_dir.iterdir()):
                 out_dir.rmdir()
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, _predictions_csv(rows, classes))
+    csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, predictions_csv(rows, classes))
     json_path = atomic_write_json(
         out_dir / PREDICTIONS_JSON,
         {
@@ -438,82 +399,8 @@ def predict(
             "predictions": rows,
             "skipped": [dataclasses.asdict(s) for s in skipped],
             "unknown_classes": listing.unknown_classes,
-            "evaluation": _score_predictions(rows, classes),
+            "evaluation": score_predictions(rows, classes),
         },
     )
     log.info("classified %d image(s), skipped %d", len(rows), len(skipped))
     return [csv_path, json_path, *heatmap_paths]
-
-
-def _prediction_row(
-    sample: Sample, probabilities: np.ndarray, classes: list[str]
-) -> dict[str, Any]:
-    best = int(np.argmax(probabilities))
-    row: dict[str, Any] = {"file": str(sample.image_path), "name": sample.name}
-    if sample.box is not None:
-        box = sample.box
-        row["object"] = {
-            "label": sample.object_label,
-            "box_px": [box.left, box.top, box.right, box.bottom],
-        }
-    row.update(
-        {
-            "class": classes[best],
-            "probability": float(probabilities[best]),
-            "probabilities": {
-                name: float(p) for name, p in zip(classes, probabilities, strict=True)
-            },
-            "true_class": sample.class_name,
-        }
-    )
-    return row
-
-
-def _score_predictions(rows: list[dict[str, Any]], classes: list[str]) -> dict[str, Any] | None:
-    scored = [row for row in rows if row["true_class"]]
-    if not scored:
-        return None
-    index = {name: i for i, name in enumerate(classes)}
-    return classification_report(
-        [index[row["true_class"]] for row in scored],
-        [index[row["class"]] for row in scored],
-        classes,
-        names=[row["name"] for row in scored],
-        probabilities=[[row["probabilities"][c] for c in classes] for row in scored],
-    )
-
-
-def _predictions_csv(rows: list[dict[str, Any]], classes: list[str]) -> str:
-    with_objects = any("object" in row for row in rows)
-    with_truth = any(row["true_class"] for row in rows)
-    with_heatmaps = any("heatmap" in row for row in rows)
-    header = ["file"] + (["object_box_px"] if with_objects else []) + ["class", "probability"]
-    header += [f"probability_{name}" for name in classes]
-    header += (["true_class"] if with_truth else []) + (["heatmap"] if with_heatmaps else [])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        line = [row["file"]]
-        if with_objects:
-            line.append(
-                " ".join(str(v) for v in row["object"]["box_px"]) if "object" in row else ""
-            )
-        line += [row["class"], f"{row['probability']:.6f}"]
-        line += [f"{row['probabilities'][name]:.6f}" for name in classes]
-        if with_truth:
-            line.append(row["true_class"] or "")
-        if with_heatmaps:
-            line.append(row.get("heatmap", ""))
-        writer.writerow(line)
-    return buffer.getvalue()
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target``, replacing an older folder only once ``new`` is complete."""
-    backup = target.with_name(f".{target.name}.old")
-    shutil.rmtree(backup, ignore_errors=True)
-    if target.exists():
-        target.rename(backup)
-    new.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)

@@ -16,61 +16,31 @@ whole (one class only, an empty class folder, too few images to split) are error
 
 from __future__ import annotations
 
-import base64
 import logging
-import math
-import tempfile
-import zipfile
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.classification.preprocess import ContentBox, prepare_image
-from pipelines.errors import InvalidInput, InvalidLabels, NoCodeMLError
-from pipelines.formats.labelme import (
-    AREA_SHAPE_TYPES,
-    Box,
-    LabelMeDocument,
-    read_labelme,
-    resolve_image_path,
+from pipelines.classification.samples import (
+    IMAGE_SUFFIXES,
+    Sample,
+    SkippedFile,
+    is_hidden,
+    is_image_file,
+    object_boxes,
+    prepare_sample,
+    visible_files,
 )
-from pipelines.imaging import SUPPORTED_EXTENSIONS, load_image, load_image_bytes
+from pipelines.errors import InvalidInput, InvalidLabels, NoCodeMLError
+from pipelines.formats.labelme import LabelMeDocument, read_labelme, resolve_image_path
 from pipelines.progress import ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset(SUPPORTED_EXTENSIONS)
-MAX_ZIP_BYTES = 8 * 1024**3  # uncompressed; protects the disk from a zip bomb
 MIN_IMAGES_PER_CLASS_WITH_VALIDATION = 2
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One training or prediction example.
-
-    ``name`` is what the user sees (``rods/rod_003.png``, ``grid.json shapes[4]``);
-    ``box`` crops the image (object-level classification), ``None`` uses all of it;
-    ``class_name`` is the true class when known.
-    """
-
-    name: str
-    image_path: Path
-    class_name: str | None = None
-    box: Box | None = None
-    image_data: str | None = None
-    object_label: str | None = None
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file left out, and why (shown in the training metrics)."""
-
-    name: str
-    reason: str
 
 
 @dataclass
@@ -104,70 +74,16 @@ class LoadedDataset:
         return {name: int(n) for name, n in zip(self.classes, counts, strict=True)}
 
 
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(path)
-
-
-def _hidden(path: Path) -> bool:
-    return path.name.startswith(".") or path.name in {"Thumbs.db", "desktop.ini"}
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    """Files below ``folder``, sorted, skipping hidden files/folders and macOS zip debris."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        parts = path.relative_to(folder).parts
-        if any(part.startswith(".") or part == "__MACOSX" for part in parts) or not path.is_file():
-            continue
-        found.append(path)
-    return found
-
-
-@contextmanager
-def unpacked_inputs(inputs: Sequence[Path]) -> Iterator[list[Path]]:
-    """Yield ``inputs`` with each ``.zip`` replaced by the folder it unpacks to (removed after)."""
-    with tempfile.TemporaryDirectory(prefix="nocode-classify-") as scratch:
-        resolved = []
-        for index, path in enumerate(inputs):
-            if path.suffix.lower() == ".zip" and path.is_file():
-                # the folder keeps the zip's name, so messages name what the user gave
-                resolved.append(_unzip(path, Path(scratch) / str(index) / path.stem))
-            else:
-                resolved.append(path)
-        yield resolved
-
-
-def _unzip(path: Path, target: Path) -> Path:
-    target.mkdir(parents=True)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            total = sum(m.file_size for m in members)
-            if total > MAX_ZIP_BYTES:
-                raise InvalidInput(
-                    f"{path.name} unpacks to {total / 1024**3:.1f} GiB; the limit is "
-                    f"{MAX_ZIP_BYTES / 1024**3:.0f} GiB — split the dataset or give the folder"
-                )
-            archive.extractall(target)  # zipfile strips absolute paths and '..' itself
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise InvalidInput(f"{path.name} is not a readable zip file ({error})") from error
-    # A zip made by "compress folder" holds one wrapping folder: step into it.
-    entries = [p for p in target.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return target
-
-
 def _class_folders(root: Path) -> list[Path]:
     return sorted(
-        p for p in root.iterdir() if p.is_dir() and not _hidden(p) and p.name != "__MACOSX"
+        p for p in root.iterdir() if p.is_dir() and not is_hidden(p) and p.name != "__MACOSX"
     )
 
 
 def _list_class_folders(roots: Sequence[Path]) -> DatasetListing:
     samples: list[Sample] = []
     for root in roots:
-        loose = [p.name for p in _visible_files(root) if p.parent == root and is_image_file(p)]
+        loose = [p.name for p in visible_files(root) if p.parent == root and is_image_file(p)]
         if loose:
             log.warning(
                 "%d image(s) directly in %s are ignored (e.g. %s): put each image in its class "
@@ -177,7 +93,7 @@ def _list_class_folders(roots: Sequence[Path]) -> DatasetListing:
                 loose[0],
             )
         for folder in _class_folders(root):
-            images = [p for p in _visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+            images = [p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
             if not images:
                 raise InvalidInput(
                     f"class folder '{folder.name}' in {root.name} holds no images; add images of "
@@ -232,38 +148,6 @@ def _list_labelme_flags(json_files: Sequence[Path]) -> DatasetListing:
     return DatasetListing(samples=samples, source="labelme-flags", skipped=skipped)
 
 
-def object_boxes(document: LabelMeDocument, margin_fraction: float) -> list[tuple[int, str, Box]]:
-    """Square crop boxes around each object: ``(first shape index, label, box)``.
-
-    Shapes sharing ``(label, group_id)`` form one object; crop rectangles, points and lines are
-    ignored. The square side is the object's longer extent plus ``margin_fraction`` of it on each
-    side (at least 2 px), clipped to the image.
-    """
-    groups: dict[tuple[str, int | None, int], list[int]] = defaultdict(list)
-    for index, shape in enumerate(document.shapes):
-        if shape.is_crop or shape.shape_type not in AREA_SHAPE_TYPES:
-            continue
-        key = (shape.label, shape.group_id, -1 if shape.group_id is not None else index)
-        groups[key].append(index)
-    boxes = []
-    for (label, _, _), indices in groups.items():
-        bounds = np.array([document.shapes[i].bounds() for i in indices])
-        x_min, y_min = bounds[:, 0].min(), bounds[:, 1].min()
-        x_max, y_max = bounds[:, 2].max(), bounds[:, 3].max()
-        extent = max(x_max - x_min, y_max - y_min)
-        half = extent / 2 + max(2.0, margin_fraction * extent)
-        cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2
-        box = Box(
-            left=max(0, math.floor(cx - half + 0.5)),
-            top=max(0, math.floor(cy - half + 0.5)),
-            right=min(document.image_width, math.ceil(cx + half + 0.5)),
-            bottom=min(document.image_height, math.ceil(cy + half + 0.5)),
-        )
-        if box.width > 0 and box.height > 0:
-            boxes.append((indices[0], label, box))
-    return sorted(boxes, key=lambda item: item[0])
-
-
 def list_labelme_objects(
     json_files: Sequence[Path], margin_fraction: float, *, labelled: bool = True
 ) -> DatasetListing:
@@ -303,7 +187,7 @@ def _json_files(paths: Sequence[Path]) -> list[Path]:
     found = []
     for path in paths:
         if path.is_dir():
-            found.extend(p for p in _visible_files(path) if p.suffix.lower() == ".json")
+            found.extend(p for p in visible_files(path) if p.suffix.lower() == ".json")
         else:
             found.append(path)
     return found
@@ -363,50 +247,6 @@ def list_training_samples(
             + (f" ({len(listing.skipped)} file(s) skipped, see the log)" if listing.skipped else "")
         )
     return listing
-
-
-def read_sample_pixels(sample: Sample, cache: dict[Path, np.ndarray] | None = None) -> np.ndarray:
-    """The ``(H, W)`` pixels of a sample (cropped to its box). Raises InvalidImage/InvalidInput."""
-    pixels = cache.get(sample.image_path) if cache is not None else None
-    if pixels is None:
-        if not sample.image_path.exists() and sample.image_data:
-            pixels = _load_embedded(sample)
-        elif not sample.image_path.exists():
-            raise InvalidInput(f"image {sample.image_path.name} is missing")
-        else:
-            pixels = load_image(sample.image_path).pixels
-        if cache is not None:
-            cache.clear()  # crops of one image come together: keep only the latest image
-            cache[sample.image_path] = pixels
-    if sample.box is not None:
-        if sample.box.bottom > pixels.shape[0] or sample.box.right > pixels.shape[1]:
-            raise InvalidInput(
-                f"{sample.name} lies outside its {pixels.shape[1]}x{pixels.shape[0]} image; "
-                "is the LabelMe file for another image?"
-            )
-        pixels = pixels[sample.box.slices()]
-    return pixels
-
-
-def _load_embedded(sample: Sample) -> np.ndarray:
-    """Decode LabelMe's embedded ``imageData`` (used when the image file is not beside the JSON)."""
-    try:
-        data = base64.b64decode(sample.image_data or "", validate=False)
-    except ValueError as error:
-        raise InvalidInput(f"{sample.name}: imageData is not valid base64") from error
-    return load_image_bytes(data, sample.image_path.name or "image.png").pixels
-
-
-def prepare_sample(
-    sample: Sample,
-    size_px: int,
-    percentiles: tuple[float, float],
-    cache: dict[Path, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, ContentBox]:
-    """Read and prepare one sample: ``(raw pixels, network square (S, S), content box)``."""
-    pixels = read_sample_pixels(sample, cache)
-    square, content = prepare_image(pixels, size_px, percentiles)
-    return pixels, square, content
 
 
 def load_training_set(
@@ -487,111 +327,3 @@ def stratified_split(
         val.extend(members[:n_val].tolist())
         train.extend(members[n_val:].tolist())
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(val), dtype=np.int64)
-
-
-@dataclass
-class PredictionListing:
-    """Samples to predict; ``class_name`` is the true class where the inputs say so.
-
-    ``unknown_classes`` lists class names found in the inputs (sub-folders, flags, shape labels)
-    that the model does not know: their samples are predicted but not scored.
-    """
-
-    samples: list[Sample]
-    unknown_classes: list[str] = field(default_factory=list)
-
-    @property
-    def labelled(self) -> bool:
-        return any(sample.class_name for sample in self.samples)
-
-
-def _truth(name: str | None, classes: Sequence[str], unknown: set[str]) -> str | None:
-    if name is None or name in classes:
-        return name
-    unknown.add(name)
-    return None
-
-
-def _json_prediction_samples(
-    path: Path, classes: Sequence[str], crop_objects: bool, margin: float, unknown: set[str]
-) -> list[Sample]:
-    document = read_labelme(path, validate=False)
-    image_path = resolve_image_path(document, path)
-    if crop_objects:
-        return [
-            Sample(
-                name=f"{path.name} shapes[{index}]",
-                image_path=image_path,
-                class_name=_truth(label, classes, unknown),
-                box=box,
-                image_data=document.image_data,
-                object_label=label,
-            )
-            for index, label, box in object_boxes(document, margin)
-        ]
-    chosen = [name for name, value in document.flags.items() if value is True]
-    truth = _truth(chosen[0], classes, unknown) if len(chosen) == 1 else None
-    return [Sample(path.name, image_path, truth, image_data=document.image_data)]
-
-
-def list_prediction_samples(
-    inputs: Sequence[Path],
-    classes: Sequence[str],
-    *,
-    crop_objects: bool = False,
-    crop_margin_fraction: float = 0.25,
-) -> PredictionListing:
-    """Find the images (or, for object models, LabelMe objects) to classify in ``inputs``.
-
-    Image files are taken as given; folders are searched recursively. In a folder whose
-    sub-folders are named after the model's classes, the sub-folder is the true class (so the
-    predictions are also scored); sub-folders with other names are reported as unknown classes.
-    LabelMe files give their objects (object models) or their image with its flag as truth.
-    """
-    if not inputs:
-        raise InvalidInput("no images given to predict; give image files or folders")
-    samples: list[Sample] = []
-    unknown: set[str] = set()
-    for path in inputs:
-        if not path.exists():
-            raise InvalidInput(f"{path} does not exist; check the path")
-        if path.is_file() and path.suffix.lower() == ".json":
-            samples.extend(
-                _json_prediction_samples(path, classes, crop_objects, crop_margin_fraction, unknown)
-            )
-        elif path.is_file():
-            samples.append(Sample(name=path.name, image_path=path))
-        else:
-            files = _visible_files(path)
-            json_files = [p for p in files if p.suffix.lower() == ".json"]
-            if crop_objects and json_files:
-                for json_path in json_files:
-                    samples.extend(
-                        _json_prediction_samples(
-                            json_path, classes, True, crop_margin_fraction, unknown
-                        )
-                    )
-                continue
-            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-            sub_folders = {p.relative_to(path).parts[0] for p in images if p.parent != path}
-            scored = bool(sub_folders & set(classes))
-            for image in images:
-                parts = image.relative_to(path).parts
-                truth = _truth(parts[0], classes, unknown) if scored and len(parts) > 1 else None
-                samples.append(
-                    Sample(
-                        name=PurePosixPath(*parts).as_posix(), image_path=image, class_name=truth
-                    )
-                )
-    if not samples:
-        raise InvalidInput(
-            f"no images found in {', '.join(p.name for p in inputs)}; give image files or folders"
-        )
-    if unknown:
-        log.warning(
-            "class(es) %s in the inputs are unknown to this model (it knows %s); those images are "
-            "predicted but not scored",
-            ", ".join(sorted(unknown)),
-            ", ".join(classes),
-        )
-    return PredictionListing(samples=samples, unknown_classes=sorted(unknown))

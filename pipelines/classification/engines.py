@@ -113,6 +113,7 @@ GPU_PRESET: dict[str, Any] = {"model_name": "convnext_tiny", "input_size_px": 22
 # A folder of ImageNet weight files named <model_name>.{safetensors,pth,pt,bin}, baked into the
 # GPU image: used when a config gives no pretrained_weights_path ("" forces training from scratch).
 PRETRAINED_DIR_ENV = "NOCODE_ML_PRETRAINED_DIR"
+WEIGHTS_DIR_ENV = "NOCODE_ML_WEIGHTS_DIR"  # the GPU image's weights folder (Dockerfile)
 
 
 def config_from_dict(config_class: type, values: dict[str, Any] | None, engine: str) -> Any:
@@ -249,12 +250,20 @@ def create_engine(name: str | None = None, **config: Any) -> Any:
 
 
 def pretrained_weights_from_env(model_name: str) -> str | None:
-    """The weights file for ``model_name`` in ``$NOCODE_ML_PRETRAINED_DIR``, if there is one."""
-    folder = os.environ.get(PRETRAINED_DIR_ENV)
-    if not folder:
-        return None
-    for suffix in (".safetensors", ".pth", ".pt", ".bin"):
-        candidate = Path(folder) / f"{model_name}{suffix}"
+    """ImageNet weights for ``model_name`` baked into the GPU image, if there are any.
+
+    Looks in ``$NOCODE_ML_PRETRAINED_DIR`` for ``<model_name>.{safetensors,pth,pt,bin}`` and in
+    ``$NOCODE_ML_WEIGHTS_DIR`` (the Dockerfile's folder, shared with Mask R-CNN) for
+    ``<model_name>_imagenet.pth``.
+    """
+    candidates: list[Path] = []
+    if folder := os.environ.get(PRETRAINED_DIR_ENV):
+        candidates += [
+            Path(folder) / f"{model_name}{s}" for s in (".safetensors", ".pth", ".pt", ".bin")
+        ]
+    if folder := os.environ.get(WEIGHTS_DIR_ENV):
+        candidates.append(Path(folder) / f"{model_name}_imagenet.pth")
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
     return None

@@ -12,13 +12,12 @@ import pytest
 import tifffile
 
 from pipelines.classification.datasets import (
-    list_prediction_samples,
     list_training_samples,
     load_training_set,
-    object_boxes,
     stratified_split,
-    unpacked_inputs,
 )
+from pipelines.classification.prediction_inputs import list_prediction_samples
+from pipelines.classification.samples import object_boxes, unpacked_inputs
 from pipelines.errors import InvalidInput
 from pipelines.formats.labelme import Shape, new_document, read_labelme
 from pipelines.synthetic_classes import SyntheticClassificationSet
