@@ -50,6 +50,7 @@ from pipelines.classification.preprocess import (
 from pipelines.classification.samples import Sample, SkippedFile, prepare_sample, unpacked_inputs
 from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
 from pipelines.fileio import atomic_write_json, atomic_write_text
+from pipelines.options import reject_unknown_options
 from pipelines.progress import ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)
@@ -240,13 +241,7 @@ class PredictOptions:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> PredictOptions:
         values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InvalidInput(
-                f"unknown prediction option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        reject_unknown_options(values, cls)
         options = cls(**values)
         if options.batch_size < 1 or options.heatmap_min_side_px < 1:
             raise InvalidInput("batch_size and heatmap sizes must be at least 1")

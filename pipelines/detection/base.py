@@ -7,7 +7,6 @@ class index into ``class_names``; ``scores[k - 1]`` is the instance's confidence
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 
 from pipelines.errors import InvalidInput
 from pipelines.formats.masks import InstanceMasks
+from pipelines.options import reject_unknown_options
 from pipelines.progress import ProgressCallback
 
 
@@ -41,13 +41,7 @@ class DetectOptions:
     def from_dict(cls, options: dict[str, Any] | None) -> DetectOptions:
         """Build from user options; unknown keys and bad values are a one-line error."""
         options = dict(options or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise InvalidInput(
-                f"unknown prediction option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        reject_unknown_options(options, cls)
         made = cls(**options)
         if not 0.0 <= made.score_threshold <= 1.0:
             raise InvalidInput(f"score_threshold must be in [0, 1], got {made.score_threshold}")
