@@ -38,8 +38,4 @@ def follow(available: list[str]) -> None:
     """Called by app.py after ``st.navigation``: perform a pending :func:`go`."""
     name = st.session_state.pop(GOTO, None)
     if name in available:
-        project_id = state.get(state.PROJECT_ID)
-        st.switch_page(
-            page(name, default=name == "start"),
-            query_params={"project": project_id} if project_id else None,
-        )
+        st.switch_page(page(name, default=name == "start"), query_params=state.url_params() or None)

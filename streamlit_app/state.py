@@ -1,8 +1,9 @@
 """The one owner of ``st.session_state`` keys: what is on screen right now.
 
 Durable things (projects, labels, jobs, models) live in the store; the session only remembers
-which of them the user is looking at. The current project is mirrored into the URL
-(``?project=<id>``) so a browser reload comes back to the same project.
+which of them the user is looking at. The current project and a correction in progress are
+mirrored into the URL (``?project=<id>&correcting=<crop>:<objects>:<image>``) so a browser reload
+comes back to the same project, image, crop and "correcting the model" banner.
 """
 
 from __future__ import annotations
@@ -36,18 +37,54 @@ DEFAULTS: dict[str, Any] = {
     FLASH: None,
     CORRECTING: None,
 }
-_URL_KEYS = {PROJECT_ID: "project"}
+_URL_KEYS = {PROJECT_ID: "project", CORRECTING: "correcting"}
+
+
+def to_url(key: str, value: Any) -> str:
+    """The text a session value has in the URL (``CORRECTING``: ``crop:objects:image``)."""
+    if key == CORRECTING:
+        name, crop_index, added = value
+        return f"{int(crop_index)}:{int(added)}:{name}"
+    return str(value)
+
+
+def from_url(key: str, text: str) -> Any:
+    """Inverse of :func:`to_url`; ``None`` for a value someone mistyped in the URL."""
+    if key == CORRECTING:
+        try:
+            crop_index, added, name = text.split(":", 2)
+            return (name, int(crop_index), int(added))
+        except ValueError:
+            return None
+    return text
+
+
+def url_params() -> dict[str, str]:
+    """The query parameters that bring this session's view back after a reload."""
+    return {
+        param: to_url(key, st.session_state[key])
+        for key, param in _URL_KEYS.items()
+        if st.session_state.get(key) is not None
+    }
 
 
 def init() -> None:
-    """Set defaults once per session and restore the project from the URL after a reload."""
+    """Set defaults once per session and restore the project (and a correction in progress,
+    with its image, crop and tab) from the URL after a reload."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
     for key, param in _URL_KEYS.items():
         if st.session_state[key] is None and param in st.query_params:
-            st.session_state[key] = st.query_params[param]
+            st.session_state[key] = from_url(key, st.query_params[param])
+            if key == CORRECTING and st.session_state[key] is not None:
+                name, crop_index, _ = st.session_state[key]
+                st.session_state[IMAGE_NAME] = name
+                st.session_state[CROP_INDEX] = crop_index
+                st.session_state[LABEL_TAB] = OUTLINE_TAB
         if st.session_state[key] is not None:
-            st.query_params[param] = st.session_state[key]
+            st.query_params[param] = to_url(key, st.session_state[key])
+        else:
+            st.query_params.pop(param, None)
 
 
 def get(key: str) -> Any:
@@ -60,13 +97,14 @@ def put(key: str, value: Any) -> None:
         if value is None:
             st.query_params.pop(_URL_KEYS[key], None)
         else:
-            st.query_params[_URL_KEYS[key]] = value
+            st.query_params[_URL_KEYS[key]] = to_url(key, value)
 
 
 def select_project(project_id: str | None) -> None:
     """Switch project: forget everything that belonged to the previous one."""
     put(PROJECT_ID, project_id)
-    for key in (IMAGE_NAME, CROP_INDEX, ACTIVE_CLASS, PROPOSAL, RESULT_JOB_ID, CORRECTING):
+    put(CORRECTING, None)
+    for key in (IMAGE_NAME, CROP_INDEX, ACTIVE_CLASS, PROPOSAL, RESULT_JOB_ID):
         st.session_state[key] = DEFAULTS[key]
 
 

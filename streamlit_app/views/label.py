@@ -69,10 +69,15 @@ def render() -> None:
     correcting = state.get(state.CORRECTING)
     if correcting and correcting[0] == name:
         _, crop_index, added = correcting
+        found = (
+            f"{added} object(s) it found are now labels in **crop {crop_index + 1}** (tab ②). "
+            "Delete the wrong ones (list under the picture), outline the missed ones"
+            if added
+            else f"it found no object in **crop {crop_index + 1}** (tab ②) that was not "
+            "outlined already. Check the outlines there, outline the missed objects"
+        )
         st.warning(
-            f"**Correcting the model:** {added} object(s) it found are now labels in "
-            f"**crop {crop_index + 1}** (tab ②). Delete the wrong ones (list under the picture), "
-            "outline the missed ones, then click **Next: train** at the bottom.",
+            f"**Correcting the model:** {found}, then click **Next: train** at the bottom.",
             icon=":material/rule:",
         )
     else:

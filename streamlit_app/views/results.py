@@ -95,26 +95,7 @@ def _overlay(project, name: str, document_raw: dict) -> None:
     shapes = [s for s in document.object_shapes if s.label in (shown or [])]
     overlay = draw_shapes(picture, shapes, project.colour_of, 1.0, 1)
     st.session_state[f"overlay_png_{name}"] = png_bytes(overlay)
-    caption = f"{len(shapes)} objects found in {name}"
-    region = _correction_region(project.image(name))
-    if region is not None:
-        from PIL import ImageDraw
-
-        framed = overlay.convert("RGB")
-        ImageDraw.Draw(framed).rectangle(region, outline="#00e5ff", width=2)
-        overlay = framed
-        caption += " · cyan frame: the area to correct (below)"
-    st.image(png_bytes(overlay), caption=caption, width=720)
-
-
-def _correction_region(record) -> tuple[int, int, int, int] | None:
-    """The region chosen in the correction box (its widgets' values), or None (whole image)."""
-    if st.session_state.get(f"correct_where_{record.name}", "A region") != "A region":
-        return None
-    width, height = record.width_px, record.height_px
-    x0, x1 = st.session_state.get(f"correct_x_{record.name}", (width // 4, width // 2))
-    y0, y1 = st.session_state.get(f"correct_y_{record.name}", (height // 4, height // 2))
-    return int(x0), int(y0), int(x1), int(y1)
+    st.image(png_bytes(overlay), caption=f"{len(shapes)} objects found in {name}", width=720)
 
 
 def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None:
@@ -200,24 +181,13 @@ def _correct(project, name: str, document_raw: dict) -> None:
         )
         box = None
         if where == "A region":
-            width, height = record.width_px, record.height_px
-            cols = st.columns(2)
-            x_range = cols[0].slider(
-                "From left to right (px)",
-                0,
-                width,
-                (width // 4, width // 2),
-                key=f"correct_x_{name}",
-            )
-            y_range = cols[1].slider(
-                "From top to bottom (px)",
-                0,
-                height,
-                (height // 4, height // 2),
-                key=f"correct_y_{name}",
-            )
-            box = (x_range[0], y_range[0], x_range[1], y_range[1])
-        if st.button("Correct these objects →", type="primary", key="correct_objects"):
+            box = _region_picker(record)
+        if st.button(
+            "Correct these objects →",
+            type="primary",
+            key="correct_objects",
+            disabled=where == "A region" and box is None,
+        ):
             try:
                 added, crop_index = services.adopt_predictions(
                     project.project_id, name, document_raw, box
@@ -228,8 +198,84 @@ def _correct(project, name: str, document_raw: dict) -> None:
             state.put(state.IMAGE_NAME, name)
             st.session_state[state.CROP_INDEX] = crop_index
             st.session_state[state.LABEL_TAB] = state.OUTLINE_TAB
-            st.session_state[state.CORRECTING] = (name, crop_index, added)
+            state.put(state.CORRECTING, (name, crop_index, added))
             navigation.go("label")
+
+
+REGION_VIEW_PX = 560
+REGION_COLOUR = "#00e5ff"
+
+
+def _region_picker(record) -> tuple[int, int, int, int] | None:
+    """A rectangle the user drags on the result picture; ``(x0, y0, x1, y1)`` in image pixels
+    (the pixels ``x0 <= x < x1`` are inside), or ``None`` before one is drawn.
+
+    Only one rectangle is kept: drawing a new one replaces the old (the canvas is redrawn).
+    """
+    from streamlit_drawable_canvas import st_canvas
+
+    from pipelines.formats.labelme import rectangle
+    from streamlit_app.components.canvas_geometry import (
+        CanvasFit,
+        Region,
+        contain_fit,
+        fabric_to_shapes,
+        same_shapes,
+        shapes_to_fabric,
+    )
+
+    overlay = st.session_state.get(f"overlay_png_{record.name}")
+    if not overlay:
+        return None
+    picture, pic_w, pic_h = services.png_fit(overlay, REGION_VIEW_PX)
+    region = Region(0, 0, record.width_px, record.height_px, pic_w, pic_h)
+    fit = contain_fit(pic_w, pic_h, pic_w, pic_h)
+    saved_key = f"correct_region_{record.name}"
+    revision_key = f"correct_region_revision_{record.name}"
+    saved = st.session_state.get(saved_key)
+    kept = [rectangle("region", *saved)] if saved else []
+    st.caption(
+        "Drag a rectangle on the picture around the objects to check (a new rectangle "
+        "replaces the old one)."
+    )
+    result = st_canvas(
+        fill_color="rgba(0, 229, 255, 0.08)",
+        stroke_width=2,
+        stroke_color=REGION_COLOUR,
+        background_image=picture,
+        background_image_fit="contain",
+        width=pic_w,
+        height=pic_h,
+        drawing_mode="rect",
+        initial_drawing=shapes_to_fabric(kept, fit, region, lambda _label: REGION_COLOUR),
+        key=f"correct_canvas_{record.name}_{st.session_state.get(revision_key, 0)}",
+    )
+    objects = (result.json_data or {}).get("objects", [])
+    canvas_fit = CanvasFit.from_component(result.background_fit) if result.background_fit else fit
+    drawn = fabric_to_shapes(objects, canvas_fit, region, lambda _c: None, "region")
+    if len(drawn) > 1:  # keep the newest rectangle only
+        st.session_state[saved_key] = tuple(float(v) for v in drawn[-1].bounds())
+        st.session_state[revision_key] = st.session_state.get(revision_key, 0) + 1
+        st.rerun()
+    if not same_shapes(drawn, kept, tolerance_px=0.05):
+        saved = tuple(float(v) for v in drawn[0].bounds()) if drawn else None
+        st.session_state[saved_key] = saved
+    if not saved:
+        st.info("Drag a rectangle on the picture first, or choose **The whole image**.")
+        return None
+    box = region_pixels(saved)
+    st.caption(
+        f"Region: x {box[0]}–{box[2]} px, y {box[1]}–{box[3]} px "
+        f"({box[2] - box[0]} × {box[3] - box[1]} px)."
+    )
+    return box
+
+
+def region_pixels(bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """LabelMe rectangle bounds (pixel centres at integers, edges at ±0.5) → the pixel box
+    ``(x0, y0, x1, y1)`` it covers, ``x0 <= x < x1``."""
+    x0, y0, x1, y1 = (round(v + 0.5) for v in bounds)
+    return x0, y0, x1, y1
 
 
 def _classification(job_id: str, status) -> None:
@@ -241,15 +287,28 @@ def _classification(job_id: str, status) -> None:
     if csv_key is None:
         st.error("This run has no predictions table; run it again.")
         return
-    data = client.read_result(job_id, csv_key)
-    table = pd.read_csv(io.BytesIO(data))
+    # The job names files by where it read them (a temporary folder of the worker): the user
+    # knows them by their names.
+    table = pd.read_csv(io.BytesIO(client.read_result(job_id, csv_key)))
+    if "file" in table.columns:
+        table["file"] = table["file"].map(_file_name)
     st.dataframe(table, hide_index=True)
-    st.download_button("Download CSV", data, "predictions.csv", "text/csv", key="cls_csv")
+    st.download_button(
+        "Download CSV",
+        table.to_csv(index=False),
+        "predictions.csv",
+        "text/csv",
+        key="cls_csv",
+    )
     json_key = next((k for k in status.results if k.endswith("predictions.json")), None)
     if json_key:
+        document = json.loads(client.read_result(job_id, json_key))
+        for row in document.get("predictions", []):
+            if isinstance(row, dict) and "file" in row:
+                row["file"] = _file_name(row["file"])
         st.download_button(
             "Download JSON",
-            client.read_result(job_id, json_key),
+            json.dumps(document, indent=2),
             "predictions.json",
             "application/json",
             key="cls_json",
@@ -271,3 +330,8 @@ def _classification(job_id: str, status) -> None:
         cols = st.columns(4)
         for index, key in enumerate(heatmaps):
             cols[index % 4].image(client.read_result(job_id, key), caption=key.rsplit("/", 1)[-1])
+
+
+def _file_name(path: object) -> str:
+    """The file name of a path written by a job on any operating system."""
+    return str(path).replace("\\", "/").rsplit("/", 1)[-1]

@@ -59,7 +59,7 @@ def render() -> None:
         except NoCodeMLError as error:
             st.error(str(error))
         else:
-            st.session_state[state.CORRECTING] = None
+            state.put(state.CORRECTING, None)
             state.flash("Training started. You can leave this page; the job keeps running.")
             st.rerun()
     jobs = project.train_jobs
@@ -153,7 +153,7 @@ def _status_body(job_id: str, status) -> None:
     if status.error:
         st.error(f"{status.error}")
     history = [p for p in status.metrics_history if "loss" in p.metrics]
-    if history:
+    if len(history) >= 2:  # one point draws no line, only empty axes
         figure = go.Figure(
             go.Scatter(
                 x=[p.elapsed_s / 60 for p in history],

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.streamlit_app.configs import APP_TRAIN_CONFIG
+
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "streamlit_app" / "app.py"
 ARTIFACTS = REPO / "test-artifacts" / "streamlit"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-# The detection engine the browser flow trains through the job backend: the calibrated
-# "threshold" engine learns from the crops in seconds and always finds the sample's particles,
-# so the flow does not depend on how busy the 2 cores are (a small U-Net needs minutes there).
-QUICK_TEST_CONFIG = {"detect": {"engine": "threshold"}}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -79,7 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         **os.environ,
         "NOCODE_ML_DATA_DIR": str(data),
         "PYTHONPATH": str(REPO),
-        "NOCODE_ML_APP_TRAIN_CONFIG": json.dumps(QUICK_TEST_CONFIG),
+        "NOCODE_ML_APP_TRAIN_CONFIG": json.dumps(APP_TRAIN_CONFIG),
     }
     env.pop("NOCODE_ML_STORE_URI", None)
     env.pop("NOCODE_ML_SETTINGS", None)

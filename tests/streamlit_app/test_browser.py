@@ -1,10 +1,12 @@
-"""The newcomer flow in headless Chromium against a real ``streamlit run`` server.
+"""The newcomer flows in headless Chromium against a real ``streamlit run`` server.
 
-One long test follows a newcomer from the start page to a trained model, its results, the
-LabelMe download opened by labelme, a correction and a second training, and the
-Models page. Training goes through the local launcher with the engine the server fixture names
-in ``NOCODE_ML_APP_TRAIN_CONFIG`` and a 0.5-minute budget typed into the Train page.
-Screenshots go to ``test-artifacts/streamlit/``.
+The detection test follows a newcomer from the start page to a trained U-Net, its results, the
+LabelMe download opened by labelme, a correction in a region dragged on the result picture (which
+survives a reload) and a second training, and the Models page. The classification test goes from
+the classification sample to a trained ConvNeXt, its predictions table, confusion matrix and CSV.
+Training goes through the local launcher with the tiny networks of ``configs.APP_TRAIN_CONFIG``
+(``NOCODE_ML_APP_TRAIN_CONFIG``): they stop after a fixed number of steps, so the flows do the
+same work however busy the machine is. Screenshots go to ``test-artifacts/streamlit/``.
 """
 
 from __future__ import annotations
@@ -152,16 +154,78 @@ def _label_the_sample(page, shot, server) -> None:
 
 
 def _train(page, shot, name: str) -> None:
-    """Start a quick 0.5-minute training on the Train page and wait until it has finished."""
+    """Start a quick training on the Train page and wait until it has finished.
+
+    The 2-minute budget typed in is far more than the tiny networks' step cap needs, so the
+    cap, not the clock, ends the training.
+    """
     page.get_by_role("heading", name=re.compile("Train — ")).wait_for(timeout=30000)
     budget = page.get_by_role("spinbutton", name="Time budget (minutes)")
-    budget.fill("0.5")
+    budget.fill("2")
     budget.press("Tab")
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=60000)
+    # The picture shows the training stage with its step count when the 2-s refresh catches
+    # it (the tiny networks train for a few seconds), else the finished job.
+    monitor = page.locator(".st-key-job_monitor")
+    finished = monitor.get_by_text("Finished")
+    training = monitor.get_by_text(re.compile(r"Training \(step \d+ of \d+\)"))
+    training.or_(finished).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     shot(page, f"{name}_progress")
-    page.locator(".st-key-job_monitor").get_by_text("Finished").wait_for(timeout=TRAIN_TIMEOUT_MS)
+    finished.wait_for(timeout=TRAIN_TIMEOUT_MS)
     shot(page, f"{name}_finished")
+
+
+REGION_TEXT = re.compile(r"Region: x (\d+)–(\d+) px, y (\d+)–(\d+) px")
+
+
+def _drag_region(page, canvas, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Drag ``window`` (image px; the 512-px sample is shown 1:1) on the correction canvas and
+    return the region the page then reports, ``(x0, y0, x1, y1)``."""
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + window[0], box["y"] + window[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + window[2], box["y"] + window[3], steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        """([left, top]) => {
+            const m = document.body.innerText.match(/Region: x (\\d+)–(\\d+) px, y (\\d+)–/);
+            return m !== null && Math.abs(m[1] - left) <= 2 && Math.abs(m[3] - top) <= 2;
+        }""",
+        arg=[window[0], window[1]],
+        timeout=20000,
+    )
+    time.sleep(1.0)  # let the rerun that redraws the canvas settle
+    x0, x1, y0, y1 = map(int, REGION_TEXT.search(page.inner_text("body")).groups())
+    return x0, y0, x1, y1
+
+
+def _busiest_window(
+    document: dict, taken: list[tuple], size_px: int = 128
+) -> tuple[int, int, int, int]:
+    """The ``size_px`` square (image px) clear of the crops ``taken`` (already labelled) that
+    holds the most predicted object centres."""
+    centres = np.array(
+        [np.mean(s["points"], axis=0) for s in document["shapes"] if s["label"] != "crop"]
+    )
+    best, best_count = None, -1
+    for top in range(8, 512 - size_px - 8, 8):
+        for left in range(8, 512 - size_px - 8, 8):
+            box = (left, top, left + size_px, top + size_px)
+            if any(
+                box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken
+            ):
+                continue
+            inside = (
+                (centres[:, 0] >= left)
+                & (centres[:, 0] < left + size_px)
+                & (centres[:, 1] >= top)
+                & (centres[:, 1] < top + size_px)
+            )
+            if inside.sum() > best_count:
+                best, best_count = box, int(inside.sum())
+    assert best_count > 0, "the model found no object to correct"
+    return best
 
 
 def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tmp_path) -> None:
@@ -208,13 +272,41 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     assert len([s for s in label_file.shapes if s["label"] != "crop"]) == found
     assert label_file.image_path == raw["imagePath"]
 
-    # Correct the model in a region and train again from the corrected labels.
+    # Correct the model in a region dragged on the result picture, and train again.
+    crops = [c.bounds() for c in _labels_on_disk(server, page).crop_shapes]
+    window = _busiest_window(raw, crops)
+    canvas = page.locator(".st-key-correct_box canvas.upper-canvas")
+    canvas.wait_for(timeout=20000)
+    canvas.scroll_into_view_if_needed()
+    time.sleep(0.5)
+    # A first rectangle, then the real one: only the newest is kept.
+    _drag_region(page, canvas, (20, 20, 60, 60))
+    x0, y0, x1, y1 = _drag_region(page, canvas, window)
+    assert max(abs(a - b) for a, b in zip((x0, y0, x1, y1), window, strict=True)) <= 2
+    time.sleep(0.5)
+    shot(page, "08_correct_region_drawn")
     page.get_by_role("button", name="Correct these objects →").click()
     page.get_by_role("heading", name=re.compile("Label — ")).wait_for(timeout=30000)
-    page.get_by_text(re.compile("are now labels in")).wait_for(timeout=20000)
+    banner = page.get_by_text(re.compile("are now labels in")).first
+    banner.wait_for(timeout=20000)
+    banner_text = banner.inner_text()
+    added = int(re.search(r"(\d+) object\(s\) it found", banner_text).group(1))
+    assert added > 0, banner_text
     page.locator("canvas.upper-canvas").nth(1).wait_for(timeout=20000)
     time.sleep(1.0)
     shot(page, "08_correct_in_label_page")
+
+    # A reload keeps the correction banner, its crop and the outline tab.
+    page.reload()
+    page.get_by_role("heading", name=re.compile("Label — ")).wait_for(timeout=30000)
+    page.get_by_text(re.compile("are now labels in")).first.wait_for(timeout=20000)
+    assert page.get_by_text(re.compile("are now labels in")).first.inner_text() == banner_text
+    assert "correcting=" in page.url
+    selected = page.get_by_role("tab", selected=True)
+    assert "Outline objects" in selected.inner_text()
+    page.locator("canvas.upper-canvas").nth(1).wait_for(timeout=20000)
+    time.sleep(1.0)
+    shot(page, "08_correct_after_reload")
     objects_before, _ = _counts(page)
     page.get_by_role("button", name="Delete outline").click()
     page.wait_for_function(
@@ -225,6 +317,7 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     page.get_by_role("button", name="Next: train →").click()
     _train(page, shot, "10_retrain")
     page.get_by_text(re.compile(r"Earlier trainings \(1\)")).wait_for(timeout=10000)
+    assert "correcting=" not in page.url  # training again ends the correction
 
     # The Models page lists the trained model; its zip is built when Download is clicked.
     page.get_by_role("link", name="Models").click()
@@ -255,3 +348,46 @@ def test_bad_upload_shows_an_error_and_the_app_keeps_working(
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=20000)
     time.sleep(1.0)
     shot(page, "13_statistics")
+
+
+def test_classification_sample_to_predictions_in_the_browser(server, page, shot, tmp_path) -> None:
+    import pandas as pd
+
+    from pipelines.synthetic_classes import CLASS_NAMES
+
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(server["url"])
+    page.get_by_role("heading", name="No Code ML").wait_for(timeout=15000)
+    shot(page, "20_cls_start")
+    page.get_by_role("button", name="Try the classification sample").click()
+    page.get_by_role("heading", name=re.compile("Label — Sample: particle shapes")).wait_for(
+        timeout=60000
+    )
+    page.get_by_text("Every class has at least two images. Ready to train.").wait_for(timeout=20000)
+    time.sleep(1.0)
+    shot(page, "21_cls_label")
+
+    # Train a tiny ConvNeXt through the local launcher; the progress shows while it runs.
+    page.get_by_role("button", name="Next: train →").click()
+    _train(page, shot, "22_cls_train")
+    page.get_by_text(re.compile("accuracy on held-back images")).wait_for(timeout=20000)
+
+    # The model classifies every image: predictions table, confusion matrix, CSV download.
+    page.get_by_role("button", name="Classify all images →").click()
+    page.get_by_role("heading", name=re.compile("Results — ")).wait_for(timeout=30000)
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120000)
+    matrix = page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix")
+    matrix.locator(".main-svg").first.wait_for(timeout=30000)
+    assert matrix.locator(".heatmaplayer, .hm").count() >= 1  # the heatmap itself is drawn
+    time.sleep(1.0)
+    shot(page, "23_cls_results")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download CSV").click()
+    csv_path = tmp_path / "predictions.csv"
+    download_info.value.save_as(csv_path)
+    table = pd.read_csv(csv_path)
+    assert len(table) == 24
+    assert {"class", "true_class"} <= set(table.columns)
+    assert set(table["true_class"]) == set(CLASS_NAMES)
+    assert set(table["class"]) <= set(table["true_class"])
+    assert not table["file"].str.contains("/").any()  # names the user knows, not job paths

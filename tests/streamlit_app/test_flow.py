@@ -16,8 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from streamlit_app import services
 from streamlit_app.navigation import GOTO
-
-TINY_CONVNEXT = {"classify": {"input_size_px": 32, "epochs": 2, "batch_size": 8}}
+from tests.streamlit_app.configs import TINY_CONVNEXT
 
 
 def _wait_for(job_id: str, timeout_s: float = 240) -> str:
@@ -32,7 +31,7 @@ def _wait_for(job_id: str, timeout_s: float = 240) -> str:
 
 @pytest.mark.slow
 def test_classification_sample_train_results(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(services.TRAIN_CONFIG_ENV, json.dumps(TINY_CONVNEXT))
+    monkeypatch.setenv(services.TRAIN_CONFIG_ENV, json.dumps({"classify": TINY_CONVNEXT}))
     app.button(key="try_class_sample").click().run()
     assert not app.exception and not app.error
     assert app.title[0].value.startswith("Label")
@@ -46,7 +45,7 @@ def test_classification_sample_train_results(app: AppTest, monkeypatch: pytest.M
     (link,) = services.project_store().get(project_id).train_jobs
     assert _wait_for(link.job_id) == "succeeded", services.job_client().log(link.job_id)
     spec = services.job_client().spec(link.job_id)
-    assert spec.engine is None and spec.config["input_size_px"] == 32
+    assert spec.engine is None and spec.config == TINY_CONVNEXT
     app.run()
     assert app.button(key="find_objects").label == "Classify all images →"
     app.button(key="find_objects").click().run()

@@ -6,10 +6,14 @@ Fabric circle at the click); the outline itself comes from ``pipelines.detection
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from streamlit_app import state
+
+APP = Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py"
 
 
 def _canvas_click(app: AppTest, project_id: str, name: str, x: float, y: float) -> None:
@@ -102,3 +106,46 @@ def test_click_an_object_proposes_its_outline(app: AppTest) -> None:
     # The proposal covers the deleted object: same size within 40 %, centre within 3 px.
     assert abs(_area(proposed.points) / _area(victim.points) - 1) < 0.4
     assert np.hypot(*(proposed.points.mean(axis=0) - victim.points.mean(axis=0))) < 3
+
+
+def test_a_correction_in_progress_comes_back_from_the_url(data_dir) -> None:
+    """After "Correct these objects" the URL holds the correction; a reload (a new session
+    with that URL) shows the banner again on the same image, crop and tab, and starting a new
+    project ends it."""
+    from streamlit_app import services
+    from streamlit_app.navigation import GOTO
+
+    first = AppTest.from_file(str(APP), default_timeout=60).run()
+    first.button(key="try_sample").click().run()
+    project_id = first.session_state[state.PROJECT_ID]
+    name = services.project_store().get(project_id).images[0].name
+    first.session_state[state.CORRECTING] = (name, 1, 5)
+    first.run()
+    assert first.query_params["correcting"] == f"1:5:{name}"
+
+    reloaded = AppTest.from_file(str(APP), default_timeout=60)
+    reloaded.query_params.update(first.query_params)
+    reloaded.run()
+    reloaded.session_state[GOTO] = "label"
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.title[0].value.startswith("Label")
+    assert reloaded.session_state[state.CORRECTING] == (name, 1, 5)
+    assert reloaded.session_state[state.IMAGE_NAME] == name
+    assert reloaded.session_state[state.CROP_INDEX] == 1
+    assert reloaded.session_state[state.LABEL_TAB] == state.OUTLINE_TAB
+    (banner,) = [w.value for w in reloaded.warning if "Correcting the model" in w.value]
+    assert "5 object(s)" in banner and "crop 2" in banner
+
+    # A mistyped value is dropped; opening another project forgets the correction.
+    typo = AppTest.from_file(str(APP), default_timeout=60)
+    typo.query_params.update({"project": project_id, "correcting": "two:5"})
+    typo.run()
+    assert not typo.exception and typo.session_state[state.CORRECTING] is None
+    assert "correcting" not in typo.query_params
+    reloaded.session_state[GOTO] = "start"
+    reloaded.run()
+    reloaded.button(key="try_sample").click().run()
+    assert reloaded.session_state[state.CORRECTING] is None
+    assert "correcting" not in reloaded.query_params
+    assert not any("Correcting the model" in w.value for w in reloaded.warning)
