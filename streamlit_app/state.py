@@ -3,11 +3,13 @@
 Durable things (projects, labels, jobs, models) live in the store; the session only remembers
 which of them the user is looking at. The current project and a correction in progress are
 mirrored into the URL (``?project=<id>&correcting=<crop>:<objects>:<image>``) so a browser reload
-comes back to the same project, image, crop and "correcting the model" banner.
+comes back to the same project, image, crop and "correcting the model" banner. The correction
+leaves the URL once the user moves on (another image or crop, another project, a new training).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
@@ -38,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     CORRECTING: None,
 }
 _URL_KEYS = {PROJECT_ID: "project", CORRECTING: "correcting"}
+_CORRECTING_TEXT = re.compile(r"([0-9]+):([0-9]+):(.+)")
 
 
 def to_url(key: str, value: Any) -> str:
@@ -49,13 +52,14 @@ def to_url(key: str, value: Any) -> str:
 
 
 def from_url(key: str, text: str) -> Any:
-    """Inverse of :func:`to_url`; ``None`` for a value someone mistyped in the URL."""
+    """Inverse of :func:`to_url`; ``None`` for a value someone mistyped in the URL (``CORRECTING``
+    needs two whole numbers >= 0 and an image name: ``-1:-3:x`` or ``1:2:`` are rejected)."""
     if key == CORRECTING:
-        try:
-            crop_index, added, name = text.split(":", 2)
-            return (name, int(crop_index), int(added))
-        except ValueError:
+        match = _CORRECTING_TEXT.fullmatch(text)
+        if match is None:
             return None
+        crop_index, added, name = match.groups()
+        return (name, int(crop_index), int(added))
     return text
 
 
@@ -106,6 +110,12 @@ def select_project(project_id: str | None) -> None:
     put(CORRECTING, None)
     for key in (IMAGE_NAME, CROP_INDEX, ACTIVE_CLASS, PROPOSAL, RESULT_JOB_ID):
         st.session_state[key] = DEFAULTS[key]
+
+
+def stop_correcting() -> None:
+    """End a correction in progress (the user moved on to another image or crop), so a reload
+    no longer brings its image, crop and tab back."""
+    put(CORRECTING, None)
 
 
 def bump(key: str) -> int:

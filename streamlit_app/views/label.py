@@ -67,7 +67,11 @@ def render() -> None:
         return
     project = _classes(project, document)
     correcting = state.get(state.CORRECTING)
-    if correcting and correcting[0] == name:
+    if correcting and (correcting[0] != name or correcting[1] >= len(document.crop_shapes)):
+        # Its image or crop was deleted since, or someone edited the URL.
+        state.stop_correcting()
+        correcting = None
+    if correcting:
         _, crop_index, added = correcting
         found = (
             f"{added} object(s) it found are now labels in **crop {crop_index + 1}** (tab ②). "
@@ -109,9 +113,24 @@ def _pick_image(project: Project) -> str:
     if current not in names:
         current = names[0]
     if len(names) > 1:
-        current = st.selectbox("Image", names, index=names.index(current), key="image_picker")
+        current = st.selectbox(
+            "Image",
+            names,
+            index=names.index(current),
+            key="image_picker",
+            on_change=_moved_on,
+            args=("image_picker", 0),
+        )
     state.put(state.IMAGE_NAME, current)
     return current
+
+
+def _moved_on(widget_key: str, part: int) -> None:
+    """``on_change`` of the image and crop pickers: choosing another image or crop than the one
+    being corrected ends the correction (a reload then stops bringing it back)."""
+    correcting = state.get(state.CORRECTING)
+    if correcting and st.session_state.get(widget_key) != correcting[part]:
+        state.stop_correcting()
 
 
 def _classes(project: Project, document: LabelMeDocument) -> Project:
@@ -234,19 +253,21 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
         return
     store = services.project_store()
     record = project.image(name)
+    if st.session_state.get(state.CROP_INDEX, 0) >= len(crops):
+        st.session_state[state.CROP_INDEX] = 0  # the crop was deleted since
     cols = st.columns([1, 2])
     index = cols[0].radio(
         "Crop",
         list(range(len(crops))),
         format_func=lambda i: f"Crop {i + 1}",
-        key="crop_index",
+        key=state.CROP_INDEX,
         horizontal=True,
+        on_change=_moved_on,
+        args=(state.CROP_INDEX, 1),
     )
     class_names = [c.name for c in project.classes]
     if st.session_state.get(state.ACTIVE_CLASS) not in class_names:
         st.session_state[state.ACTIVE_CLASS] = class_names[0]
-    if st.session_state.get(state.CROP_INDEX, 0) >= len(crops):
-        st.session_state[state.CROP_INDEX] = 0
     active = cols[1].radio(
         "Outline as",
         class_names,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
+from collections.abc import Sequence
 
 import streamlit as st
 
@@ -95,7 +97,11 @@ def _overlay(project, name: str, document_raw: dict) -> None:
     shapes = [s for s in document.object_shapes if s.label in (shown or [])]
     overlay = draw_shapes(picture, shapes, project.colour_of, 1.0, 1)
     st.session_state[f"overlay_png_{name}"] = png_bytes(overlay)
-    st.image(png_bytes(overlay), caption=f"{len(shapes)} objects found in {name}", width=720)
+    caption = f"{len(shapes)} objects found in {name}"
+    ignored = (document_raw.get("nocode_ml") or {}).get("ignored_on_scale_bar") or 0
+    if ignored:
+        caption += f" · {ignored} objects on the scale bar or its text were ignored"
+    st.image(png_bytes(overlay), caption=caption, width=720)
 
 
 def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None:
@@ -288,10 +294,11 @@ def _classification(job_id: str, status) -> None:
         st.error("This run has no predictions table; run it again.")
         return
     # The job names files by where it read them (a temporary folder of the worker): the user
-    # knows them by their names.
+    # knows them by their path in the dataset (class folder included).
+    roots = client.spec(job_id).input_roots
     table = pd.read_csv(io.BytesIO(client.read_result(job_id, csv_key)))
     if "file" in table.columns:
-        table["file"] = table["file"].map(_file_name)
+        table["file"] = [dataset_path(path, roots) for path in table["file"]]
     st.dataframe(table, hide_index=True)
     st.download_button(
         "Download CSV",
@@ -305,7 +312,7 @@ def _classification(job_id: str, status) -> None:
         document = json.loads(client.read_result(job_id, json_key))
         for row in document.get("predictions", []):
             if isinstance(row, dict) and "file" in row:
-                row["file"] = _file_name(row["file"])
+                row["file"] = dataset_path(row["file"], roots)
         st.download_button(
             "Download JSON",
             json.dumps(document, indent=2),
@@ -332,6 +339,24 @@ def _classification(job_id: str, status) -> None:
             cols[index % 4].image(client.read_result(job_id, key), caption=key.rsplit("/", 1)[-1])
 
 
-def _file_name(path: object) -> str:
-    """The file name of a path written by a job on any operating system."""
-    return str(path).replace("\\", "/").rsplit("/", 1)[-1]
+def dataset_path(path: object, input_roots: Sequence[str]) -> str:
+    """The path of a file a job read, relative to the input it was given: the worker's scratch
+    folder (``/tmp/nocode-job-…/job/inputs/images/``) goes, class folders stay, so
+    ``a/img1.png`` and ``b/img1.png`` remain two files. Works on paths written on any OS.
+
+    ``input_roots`` are the job's input roots (``JobSpec.input_roots``, e.g. ``inputs/images``);
+    a path under none of them keeps what follows the job's ``inputs/`` folder, or is returned
+    as it is when it is not a job path at all.
+    """
+    text = str(path).replace("\\", "/")
+    for root in sorted((r.strip("/") for r in input_roots), key=len, reverse=True):
+        marker = f"/{root}/"
+        if marker in text:
+            return text.split(marker, 1)[1]
+        if text.endswith(f"/{root}"):  # a single file given as an input of its own
+            return root.rsplit("/", 1)[-1]
+    match = _JOB_INPUTS.search(text)
+    return text[match.end() :] if match else text
+
+
+_JOB_INPUTS = re.compile(r"nocode-job-[^/]*/(?:[^/]+/)*?inputs/")

@@ -6,7 +6,9 @@ survives a reload) and a second training, and the Models page. The classificatio
 the classification sample to a trained ConvNeXt, its predictions table, confusion matrix and CSV.
 Training goes through the local launcher with the tiny networks of ``configs.APP_TRAIN_CONFIG``
 (``NOCODE_ML_APP_TRAIN_CONFIG``): they stop after a fixed number of steps, so the flows do the
-same work however busy the machine is. Screenshots go to ``test-artifacts/streamlit/``.
+same work however busy the machine is. The steps wait for concrete elements (keyed canvases,
+texts, the job the monitor shows) and for Streamlit's script run to end, never for a fixed
+time. Screenshots go to ``test-artifacts/streamlit/``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,95 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
 TRAIN_TIMEOUT_MS = 150_000
+SAMPLE_PX = 512  # services.SAMPLE_SIZE_PX: the detection sample is a 512 x 512 image
+
+
+def _settled(page, quiet_ms: int = 500, timeout_ms: int = 30_000) -> None:
+    """Wait until no Streamlit script run has been going on for ``quiet_ms`` (its running icon
+    stayed away), so the page shows what the last run drew. A quiet spell, not a single look:
+    a component that mounts sends its value a moment later, and that starts another run."""
+    page.evaluate("() => { window.__quietSince = null; }")
+    page.wait_for_function(
+        """(quietMs) => {
+            const now = performance.now();
+            if (document.querySelector("[data-testid='stStatusWidgetRunningIcon']")) {
+                window.__quietSince = null;
+                return false;
+            }
+            if (window.__quietSince == null) window.__quietSince = now;
+            return now - window.__quietSince >= quietMs;
+        }""",
+        arg=quiet_ms,
+        polling=100,
+        timeout=timeout_ms,
+    )
+
+
+def _canvas_still(page, canvas, quiet_ms: int = 500, timeout_ms: int = 20_000) -> None:
+    """Wait until the drawing canvas has stopped repainting for ``quiet_ms``: after a script
+    run the component redraws its background and shapes (or mounts anew), and a click during
+    that redraw is lost. ``canvas`` is the component's ``canvas.upper-canvas`` locator (it takes
+    the mouse); the picture is painted on its sibling ``canvas.lower-canvas``. The locator is
+    looked up again at each look, so a canvas mounted anew meanwhile is followed."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    seen, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            picture = canvas.evaluate(CANVAS_PICTURE, timeout=2000)
+        except PlaywrightError:  # none or two matches while the page is being rerun
+            picture = None
+        now = time.monotonic()
+        if picture is None or picture != seen:
+            seen, since = picture, now
+        elif now - since >= quiet_ms / 1000:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the canvas kept repainting for {timeout_ms} ms")
+
+
+# A short fingerprint of what the lower canvas shows (null while it is not in the page).
+CANVAS_PICTURE = """upper => {
+    const lower = upper.parentElement && upper.parentElement.querySelector('canvas.lower-canvas');
+    if (!lower) return null;
+    const data = lower.toDataURL();
+    let hash = 0;
+    for (let i = 0; i < data.length; i += 7) hash = (hash * 31 + data.charCodeAt(i)) | 0;
+    return `${data.length}:${hash}`;
+}"""
+
+
+def _keyed(key_prefix: str) -> str:
+    """CSS selector of the element(s) whose widget key starts with ``key_prefix`` (Streamlit
+    puts ``st-key-<key>`` on them, with characters outside ``[a-zA-Z0-9_-]`` as ``-``)."""
+    return f"[class*='st-key-{re.sub(r'[^a-zA-Z0-9_-]', '-', key_prefix)}']"
+
+
+def _to_screen(canvas, points, width_px: float, height_px: float) -> list[tuple[float, float]]:
+    """Screen coordinates of ``points`` given in the units of a ``width_px`` x ``height_px``
+    picture drawn on ``canvas`` (scaled to fit, centred), whatever size the page gives it."""
+    box = canvas.bounding_box()
+    scale = min(box["width"] / width_px, box["height"] / height_px)
+    left = box["x"] + (box["width"] - width_px * scale) / 2
+    top = box["y"] + (box["height"] - height_px * scale) / 2
+    return [(left + x * scale, top + y * scale) for x, y in points]
+
+
+def _drag(page, canvas, window, width_px: float = SAMPLE_PX, height_px: float = SAMPLE_PX):
+    """Drag a rectangle with the mouse over ``window`` ``(x0, y0, x1, y1)`` (image px of a
+    ``width_px`` x ``height_px`` image shown on ``canvas``)."""
+    canvas.scroll_into_view_if_needed()
+    _canvas_still(page, canvas)
+    (x0, y0), (x1, y1) = _to_screen(canvas, [window[:2], window[2:]], width_px, height_px)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=8)
+    page.mouse.up()
 
 
 def _counts(page) -> tuple[int, int]:
@@ -80,12 +167,23 @@ def _centre_in(points: np.ndarray, box) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
+def _labels_path(server, page):
+    folder = server["data_dir"] / "projects" / _project_id(page) / "images"
+    (path,) = folder.glob("*.json")
+    return path
+
+
 def _labels_on_disk(server, page):
     from pipelines.formats.labelme import read_labelme
 
-    folder = server["data_dir"] / "projects" / _project_id(page) / "images"
-    (path,) = folder.glob("*.json")
-    return read_labelme(path)
+    return read_labelme(_labels_path(server, page))
+
+
+def _crop_canvas(page, server, crop_index: int):
+    """The canvas of the Label page's crop editor showing crop ``crop_index`` (0-based)."""
+    name = _labels_path(server, page).stem
+    key = f"crop_{_project_id(page)}_{name}_{crop_index}_"
+    return page.locator(f"{_keyed(key)} canvas.upper-canvas")
 
 
 def _label_the_sample(page, shot, server) -> None:
@@ -95,31 +193,28 @@ def _label_the_sample(page, shot, server) -> None:
 
     page.get_by_role("button", name="Try the sample").click()
     page.get_by_text(re.compile("Label — Sample")).wait_for(timeout=30000)
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for(timeout=20000)
-    time.sleep(1.0)
+    canvas = page.locator(f"{_keyed('overview_')} canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=20000)
+    _canvas_still(page, canvas)
+    _settled(page)
     shot(page, "02_label_overview")
     objects_before, crops_before = _counts(page)
     document = _labels_on_disk(server, page)
     objects = _sample_objects()
     window = _free_window(objects, [c.bounds() for c in document.crop_shapes])
 
-    # Draw the crop on the overview (shown 1:1, the sample is 512 px).
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + window[0], box["y"] + window[1])
-    page.mouse.down()
-    page.mouse.move(box["x"] + window[2], box["y"] + window[3], steps=8)
-    page.mouse.up()
+    # Draw the crop on the overview.
+    _drag(page, canvas, window)
     page.wait_for_function(
         f"document.body.innerText.includes('crops: {crops_before + 1}')", timeout=20000
     )
+    _settled(page)
     shot(page, "03_crop_drawn")
 
     # Outline every object whose centre is in the new crop (tab ②, by hand).
     document = _labels_on_disk(server, page)
     crop_index = len(document.crop_shapes) - 1
-    region, bounds = _crop_box(document, crop_index, 512, 512)
+    region, bounds = _crop_box(document, crop_index, SAMPLE_PX, SAMPLE_PX)
     factor = ZOOM_PX / max(region.width_px, region.height_px)
     width, height = round(region.width_px * factor), round(region.height_px * factor)
     region = dataclasses.replace(region, picture_width_px=width, picture_height_px=height)
@@ -127,23 +222,23 @@ def _label_the_sample(page, shot, server) -> None:
     wanted = [o for o in objects if _centre_in(o, bounds)]
     page.get_by_role("tab", name=re.compile("Outline objects")).click()
     page.get_by_text(f"Crop {crop_index + 1}", exact=True).click()
-    time.sleep(1.5)
-    canvas = page.locator("canvas.upper-canvas").nth(1)
-    canvas.wait_for(timeout=20000)
+    canvas = _crop_canvas(page, server, crop_index)
+    expect(canvas).to_be_visible(timeout=20000)
+    _settled(page)
     canvas.scroll_into_view_if_needed()
     for number, outline in enumerate(wanted, start=1):
-        box = canvas.bounding_box()
+        _canvas_still(page, canvas)
         step = max(1, len(outline) // 8)
-        vertices = image_to_canvas(outline[::step], fit, region)
+        vertices = _to_screen(canvas, image_to_canvas(outline[::step], fit, region), width, height)
         for x, y in vertices:
-            page.mouse.click(box["x"] + x, box["y"] + y)
-            time.sleep(0.1)
-        page.mouse.click(box["x"] + vertices[0][0], box["y"] + vertices[0][1])
+            page.mouse.click(x, y)
+            time.sleep(0.1)  # input pacing: two quick clicks would be one double-click
+        page.mouse.click(*vertices[0])
         page.wait_for_function(
             f"document.body.innerText.includes('particle: {objects_before + number}')",
             timeout=20000,
         )
-        time.sleep(0.8)
+        _settled(page)  # the save reruns the page: draw the next outline once it has ended
     shot(page, "04_objects_outlined")
 
     # A reload keeps the project and every label.
@@ -153,6 +248,18 @@ def _label_the_sample(page, shot, server) -> None:
     shot(page, "05_after_reload")
 
 
+MONITOR_JOB = re.compile(r"· job (\S+)")
+
+
+def _shown_job(page) -> str | None:
+    """The id of the job the Train page's monitor shows (``None`` when it shows none)."""
+    monitor = page.locator(".st-key-job_monitor")
+    if monitor.count() == 0:
+        return None
+    found = MONITOR_JOB.search(monitor.first.inner_text())
+    return found.group(1) if found else None
+
+
 def _train(page, shot, name: str) -> None:
     """Start a quick training on the Train page and wait until it has finished.
 
@@ -160,14 +267,28 @@ def _train(page, shot, name: str) -> None:
     cap, not the clock, ends the training.
     """
     page.get_by_role("heading", name=re.compile("Train — ")).wait_for(timeout=30000)
+    _settled(page)
+    previous = _shown_job(page)
     budget = page.get_by_role("spinbutton", name="Time budget (minutes)")
     budget.fill("2")
     budget.press("Tab")
     page.get_by_role("button", name="Start training").click()
-    page.locator("[data-testid='stProgress']").first.wait_for(timeout=60000)
+    # Until the run that submits the job repaints the page, the monitor still shows the
+    # previous training ("Finished" on a retrain): wait for it to show another job first.
+    page.wait_for_function(
+        """(previous) => {
+            const monitor = document.querySelector('.st-key-job_monitor');
+            const found = monitor && monitor.innerText.match(/· job (\\S+)/);
+            return Boolean(found) && found[1] !== previous;
+        }""",
+        arg=previous,
+        timeout=60000,
+    )
+    job_id = _shown_job(page)
+    assert job_id and job_id != previous, (job_id, previous)
     # The picture shows the training stage with its step count when the 2-s refresh catches
     # it (the tiny networks train for a few seconds), else the finished job.
-    monitor = page.locator(".st-key-job_monitor")
+    monitor = page.locator(".st-key-job_monitor").filter(has_text=job_id)
     finished = monitor.get_by_text("Finished")
     training = monitor.get_by_text(re.compile(r"Training \(step \d+ of \d+\)"))
     training.or_(finished).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
@@ -179,14 +300,18 @@ def _train(page, shot, name: str) -> None:
 REGION_TEXT = re.compile(r"Region: x (\d+)–(\d+) px, y (\d+)–(\d+) px")
 
 
-def _drag_region(page, canvas, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """Drag ``window`` (image px; the 512-px sample is shown 1:1) on the correction canvas and
-    return the region the page then reports, ``(x0, y0, x1, y1)``."""
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + window[0], box["y"] + window[1])
-    page.mouse.down()
-    page.mouse.move(box["x"] + window[2], box["y"] + window[3], steps=8)
-    page.mouse.up()
+def _correction_canvas(page, image_name: str, revision: int):
+    """The canvas of the Results page's region picker; it gets a new key (``revision``) each
+    time a new rectangle replaces the old one."""
+    return page.locator(f"{_keyed(f'correct_canvas_{image_name}_{revision}')} canvas.upper-canvas")
+
+
+def _drag_region(
+    page, image_name: str, revision: int, window: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """Drag ``window`` (image px) on the correction canvas of key ``revision``; return the
+    region the page then reports, ``(x0, y0, x1, y1)``."""
+    _drag(page, _correction_canvas(page, image_name, revision), window)
     page.wait_for_function(
         """([left, top]) => {
             const m = document.body.innerText.match(/Region: x (\\d+)–(\\d+) px, y (\\d+)–/);
@@ -195,7 +320,7 @@ def _drag_region(page, canvas, window: tuple[int, int, int, int]) -> tuple[int, 
         arg=[window[0], window[1]],
         timeout=20000,
     )
-    time.sleep(1.0)  # let the rerun that redraws the canvas settle
+    _settled(page)
     x0, x1, y0, y1 = map(int, REGION_TEXT.search(page.inner_text("body")).groups())
     return x0, y0, x1, y1
 
@@ -208,9 +333,10 @@ def _busiest_window(
     centres = np.array(
         [np.mean(s["points"], axis=0) for s in document["shapes"] if s["label"] != "crop"]
     )
+    width, height = document["imageWidth"], document["imageHeight"]
     best, best_count = None, -1
-    for top in range(8, 512 - size_px - 8, 8):
-        for left in range(8, 512 - size_px - 8, 8):
+    for top in range(8, height - size_px - 8, 8):
+        for left in range(8, width - size_px - 8, 8):
             box = (left, top, left + size_px, top + size_px)
             if any(
                 box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken
@@ -245,8 +371,10 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     page.get_by_role("button", name="Find objects in all images →").click()
     page.get_by_role("heading", name=re.compile("Results — ")).wait_for(timeout=30000)
     page.get_by_text(re.compile(r"\d+ objects found in")).wait_for(timeout=90000)
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=30000)
-    time.sleep(1.0)
+    expect(page.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible(
+        timeout=30000
+    )
+    _settled(page)
     shot(page, "07_results")
     found = int(page.locator("[data-testid='stMetricValue']").first.inner_text())
     print(f"the model found {found} objects")
@@ -271,19 +399,31 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     label_file = LabelFile(filename=str(json_path))
     assert len([s for s in label_file.shapes if s["label"] != "crop"]) == found
     assert label_file.image_path == raw["imagePath"]
+    # Objects on the burnt-in scale bar were left out, and the picture's caption says how many.
+    ignored = raw["nocode_ml"].get("ignored_on_scale_bar", 0)
+    print(f"{ignored} objects on the scale bar ignored")
+    ignored_text = page.get_by_text(re.compile(r"\d+ objects on the scale bar or its text were"))
+    if ignored:
+        expect(ignored_text).to_contain_text(f"{found} objects found in")
+        expect(ignored_text).to_contain_text(f"{ignored} objects on the scale bar")
+    else:
+        expect(ignored_text).to_have_count(0)
 
     # Correct the model in a region dragged on the result picture, and train again.
     crops = [c.bounds() for c in _labels_on_disk(server, page).crop_shapes]
     window = _busiest_window(raw, crops)
-    canvas = page.locator(".st-key-correct_box canvas.upper-canvas")
-    canvas.wait_for(timeout=20000)
-    canvas.scroll_into_view_if_needed()
-    time.sleep(0.5)
-    # A first rectangle, then the real one: only the newest is kept.
-    _drag_region(page, canvas, (20, 20, 60, 60))
-    x0, y0, x1, y1 = _drag_region(page, canvas, window)
+    image_name = _labels_path(server, page).stem
+    expect(_correction_canvas(page, image_name, 0)).to_be_visible(timeout=20000)
+    _settled(page)
+    # A first rectangle, then the real one: only the newest is kept, on a canvas re-keyed
+    # (revision 1) that shows it alone.
+    _drag_region(page, image_name, 0, (20, 20, 60, 60))
+    x0, y0, x1, y1 = _drag_region(page, image_name, 0, window)
     assert max(abs(a - b) for a, b in zip((x0, y0, x1, y1), window, strict=True)) <= 2
-    time.sleep(0.5)
+    expect(_correction_canvas(page, image_name, 1)).to_be_visible(timeout=20000)
+    expect(_correction_canvas(page, image_name, 0)).to_have_count(0)
+    _canvas_still(page, _correction_canvas(page, image_name, 1))
+    _settled(page)
     shot(page, "08_correct_region_drawn")
     page.get_by_role("button", name="Correct these objects →").click()
     page.get_by_role("heading", name=re.compile("Label — ")).wait_for(timeout=30000)
@@ -292,8 +432,10 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     banner_text = banner.inner_text()
     added = int(re.search(r"(\d+) object\(s\) it found", banner_text).group(1))
     assert added > 0, banner_text
-    page.locator("canvas.upper-canvas").nth(1).wait_for(timeout=20000)
-    time.sleep(1.0)
+    crop_index = int(re.search(r"crop (\d+)", banner_text).group(1)) - 1
+    expect(_crop_canvas(page, server, crop_index)).to_be_visible(timeout=20000)
+    _canvas_still(page, _crop_canvas(page, server, crop_index))
+    _settled(page)
     shot(page, "08_correct_in_label_page")
 
     # A reload keeps the correction banner, its crop and the outline tab.
@@ -304,15 +446,19 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     assert "correcting=" in page.url
     selected = page.get_by_role("tab", selected=True)
     assert "Outline objects" in selected.inner_text()
-    page.locator("canvas.upper-canvas").nth(1).wait_for(timeout=20000)
-    time.sleep(1.0)
+    expect(_crop_canvas(page, server, crop_index)).to_be_visible(timeout=20000)
+    _canvas_still(page, _crop_canvas(page, server, crop_index))
+    _settled(page)
     shot(page, "08_correct_after_reload")
     objects_before, _ = _counts(page)
     page.get_by_role("button", name="Delete outline").click()
     page.wait_for_function(
         f"document.body.innerText.includes('particle: {objects_before - 1}')", timeout=20000
     )
-    time.sleep(1.5)  # the canvas is redrawn after the deletion: let that rerun settle
+    _settled(page)  # the deletion re-keys the crop canvas: the picture shows the new one
+    expect(_crop_canvas(page, server, crop_index)).to_have_count(1)
+    _canvas_still(page, _crop_canvas(page, server, crop_index))
+    _settled(page)
     shot(page, "09_outline_deleted")
     page.get_by_role("button", name="Next: train →").click()
     _train(page, shot, "10_retrain")
@@ -322,7 +468,8 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     # The Models page lists the trained model; its zip is built when Download is clicked.
     page.get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="Models").wait_for(timeout=20000)
-    time.sleep(1.0)
+    expect(page.get_by_role("button", name="Download").first).to_be_visible(timeout=20000)
+    _settled(page)
     shot(page, "11_models")
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download").first.click()
@@ -345,8 +492,10 @@ def test_bad_upload_shows_an_error_and_the_app_keeps_working(
     page.get_by_text(re.compile("not a LabelMe JSON file")).wait_for(timeout=15000)
     shot(page, "12_bad_upload")
     uploader.set_input_files(str(sample_files["labels"]))
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=20000)
-    time.sleep(1.0)
+    expect(page.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible(
+        timeout=20000
+    )
+    _settled(page)
     shot(page, "13_statistics")
 
 
@@ -364,7 +513,7 @@ def test_classification_sample_to_predictions_in_the_browser(server, page, shot,
         timeout=60000
     )
     page.get_by_text("Every class has at least two images. Ready to train.").wait_for(timeout=20000)
-    time.sleep(1.0)
+    _settled(page)
     shot(page, "21_cls_label")
 
     # Train a tiny ConvNeXt through the local launcher; the progress shows while it runs.
@@ -377,9 +526,10 @@ def test_classification_sample_to_predictions_in_the_browser(server, page, shot,
     page.get_by_role("heading", name=re.compile("Results — ")).wait_for(timeout=30000)
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=120000)
     matrix = page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix")
-    matrix.locator(".main-svg").first.wait_for(timeout=30000)
-    assert matrix.locator(".heatmaplayer, .hm").count() >= 1  # the heatmap itself is drawn
-    time.sleep(1.0)
+    # The heatmap trace itself is drawn (one ``g.hm`` in plotly's heatmap layer), not only axes.
+    expect(matrix.locator(".heatmaplayer .hm")).to_have_count(1, timeout=30000)
+    expect(matrix.locator(".heatmaplayer .hm").first).to_be_visible()
+    _settled(page)
     shot(page, "23_cls_results")
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download CSV").click()
@@ -390,4 +540,8 @@ def test_classification_sample_to_predictions_in_the_browser(server, page, shot,
     assert {"class", "true_class"} <= set(table.columns)
     assert set(table["true_class"]) == set(CLASS_NAMES)
     assert set(table["class"]) <= set(table["true_class"])
-    assert not table["file"].str.contains("/").any()  # names the user knows, not job paths
+    # Files by their path in the dataset the user knows (class folder / name), not job paths.
+    folders = table["file"].str.split("/").str[0]
+    assert table["file"].str.count("/").eq(1).all(), table["file"].head().tolist()
+    assert (folders == table["true_class"]).all()
+    assert table["file"].is_unique

@@ -149,3 +149,76 @@ def test_a_correction_in_progress_comes_back_from_the_url(data_dir) -> None:
     assert reloaded.session_state[state.CORRECTING] is None
     assert "correcting" not in reloaded.query_params
     assert not any("Correcting the model" in w.value for w in reloaded.warning)
+
+
+def test_a_correction_in_the_url_needs_whole_numbers_and_a_name() -> None:
+    assert state.from_url(state.CORRECTING, "1:5:img:1") == ("img:1", 1, 5)
+    assert state.to_url(state.CORRECTING, ("img:1", 1, 5)) == "1:5:img:1"
+    for typo in ("-1:-3:x", "1:-3:x", "+1:3:x", "1.0:3:x", " 1:3:x", "1:3:", "1:3", "", "a:b:c"):
+        assert state.from_url(state.CORRECTING, typo) is None, typo
+
+
+def _correcting_on_label_page(data_dir) -> tuple[AppTest, str, str]:
+    """The sample project with a second image, on the Label page, correcting crop 2 of the
+    first image: (app, project id, first image name)."""
+    from streamlit_app import services
+    from streamlit_app.navigation import GOTO
+
+    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app.button(key="try_sample").click().run()
+    project_id = app.session_state[state.PROJECT_ID]
+    store = services.project_store()
+    name = store.get(project_id).images[0].name
+    png = store.preview_png(project_id, name)
+    store.add_image(project_id, "second.png", png)
+    app.session_state[state.CORRECTING] = (name, 1, 5)
+    app.session_state[state.IMAGE_NAME] = name
+    app.session_state[state.CROP_INDEX] = 1
+    app.session_state[GOTO] = "label"
+    app.run()
+    assert not app.exception
+    assert app.query_params["correcting"] == f"1:5:{name}"
+    assert any("Correcting the model" in w.value for w in app.warning)
+    return app, project_id, name
+
+
+def test_choosing_another_crop_or_image_ends_the_correction(data_dir) -> None:
+    """Once the user moves on, a reload must not force the corrected image, crop and tab
+    back: the correction leaves the session and the URL."""
+    app, _, name = _correcting_on_label_page(data_dir)
+    app.radio(key=state.CROP_INDEX).set_value(1).run()  # the same crop: still correcting
+    assert app.query_params["correcting"] == f"1:5:{name}"
+    app.radio(key=state.CROP_INDEX).set_value(0).run()
+    assert not app.exception
+    assert app.session_state[state.CORRECTING] is None
+    assert "correcting" not in app.query_params
+    assert not any("Correcting the model" in w.value for w in app.warning)
+
+    app, _, name = _correcting_on_label_page(data_dir)
+    other = next(o for o in app.selectbox(key="image_picker").options if o != name)
+    app.selectbox(key="image_picker").set_value(other).run()
+    assert not app.exception
+    assert app.session_state[state.CORRECTING] is None
+    assert "correcting" not in app.query_params
+    # Coming back to the image does not bring the finished correction back either.
+    app.selectbox(key="image_picker").set_value(name).run()
+    assert app.session_state[state.CORRECTING] is None
+
+
+def test_a_correction_naming_a_crop_the_image_lacks_is_dropped(data_dir) -> None:
+    from streamlit_app import services
+    from streamlit_app.navigation import GOTO
+
+    first = AppTest.from_file(str(APP), default_timeout=60).run()
+    first.button(key="try_sample").click().run()
+    project_id = first.session_state[state.PROJECT_ID]
+    name = services.project_store().get(project_id).images[0].name
+    reloaded = AppTest.from_file(str(APP), default_timeout=60)
+    reloaded.query_params.update({"project": project_id, "correcting": f"40:5:{name}"})
+    reloaded.run()
+    reloaded.session_state[GOTO] = "label"
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.session_state[state.CORRECTING] is None
+    assert "correcting" not in reloaded.query_params
+    assert not any("Correcting the model" in w.value for w in reloaded.warning)
