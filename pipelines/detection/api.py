@@ -19,8 +19,10 @@ from pipelines.artifact import load_model, read_model_info, save_model
 from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
 from pipelines.detection.data import load_training_set
 from pipelines.detection.outputs import write_outputs
+from pipelines.detection.postprocess import drop_instances_in
 from pipelines.detection.registry import create_config, get_engine, list_engines
 from pipelines.errors import InvalidImage, InvalidInput, ModelError
+from pipelines.imaging.marks import burnt_in_marks
 from pipelines.progress import Progress, ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,39 @@ def detect(
     image = np.asarray(image)
     if image.ndim != 2 or min(image.shape) < 1:
         raise InvalidImage(f"expected a greyscale (H, W) image, got shape {image.shape}")
-    return detector.detect(image, options, progress)
+    detections = detector.detect(image, options, progress)
+    if options.ignore_scale_bar and detections.count:
+        detections = _without_scale_bar(image, detections)
+    return detections
+
+
+# Above this share of the objects (and at least this many), "on the scale bar" is more likely
+# a misreading of the image than a scale bar: keep everything and say so in the log.
+_MAX_IGNORED_SHARE = 0.2
+_MAX_IGNORED_ALWAYS_OK = 10
+
+
+def _without_scale_bar(image: np.ndarray, detections: Detections) -> Detections:
+    """Drop objects lying on a burnt-in scale bar or its text (:mod:`pipelines.imaging.marks`)."""
+    started = time.perf_counter()
+    instances, scores, ignored = drop_instances_in(
+        detections.instances, detections.scores, burnt_in_marks(image)
+    )
+    if ignored > max(_MAX_IGNORED_ALWAYS_OK, _MAX_IGNORED_SHARE * detections.count):
+        log.warning(
+            "%d of %d objects lie on what looks like a scale bar or its text; kept them all",
+            ignored,
+            detections.count,
+        )
+        return detections
+    timings = {**detections.timings_s, "scale_bar_s": time.perf_counter() - started}
+    return dataclasses.replace(
+        detections,
+        instances=instances,
+        scores=scores,
+        timings_s=timings,
+        ignored_on_scale_bar=ignored,
+    )
 
 
 def collect_images(inputs: Sequence[Path]) -> list[Path]:
@@ -188,15 +222,17 @@ def predict(
                 "engine": info.engine,
                 "thresholds": dataclasses.asdict(detect_options),
             },
+            "ignored_on_scale_bar": detections.ignored_on_scale_bar,
         }
         written.extend(
             write_outputs(
                 path, loaded.pixels, detections, Path(out_dir), loaded.nm_per_px, provenance
             )
         )
-        timer.update(
-            index + 1, message=f"{path.name}: {detections.count} objects", objects=detections.count
-        )
+        message = f"{path.name}: {detections.count} objects"
+        if detections.ignored_on_scale_bar:
+            message += f" ({detections.ignored_on_scale_bar} on the scale bar or its text ignored)"
+        timer.update(index + 1, message=message, objects=detections.count)
     return written
 
 

@@ -28,7 +28,8 @@ class DetectOptions:
     model's own limits (learned from the labelled objects). ``tile_px`` is the largest side of
     the tile cores the image is split into; each tile also reads ``overlap_px`` of context on
     every side (``None``: the engine's safe default, above its receptive field or the largest
-    object).
+    object). ``ignore_scale_bar`` leaves out objects lying on a burnt-in scale bar, its text or
+    an info strip (:mod:`pipelines.imaging.marks`).
     """
 
     score_threshold: float = 0.5
@@ -36,6 +37,7 @@ class DetectOptions:
     max_area_px: float | None = None
     tile_px: int = 1024
     overlap_px: int | None = None
+    ignore_scale_bar: bool = True
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> DetectOptions:
@@ -49,6 +51,10 @@ class DetectOptions:
             raise InvalidInput(f"tile_px must be at least 64, got {made.tile_px}")
         if made.overlap_px is not None and not 0 <= made.overlap_px < made.tile_px // 2:
             raise InvalidInput(f"overlap_px must be in [0, tile_px/2), got {made.overlap_px}")
+        if not isinstance(made.ignore_scale_bar, bool):
+            raise InvalidInput(
+                f"ignore_scale_bar must be true or false, got {made.ignore_scale_bar!r}"
+            )
         for name in ("min_area_px", "max_area_px"):
             value = getattr(made, name)
             if value is not None and value < 0:
@@ -58,11 +64,16 @@ class DetectOptions:
 
 @dataclass(eq=False)
 class Detections:
-    """Instances found in one image, with one score per instance and timings in seconds."""
+    """Instances found in one image, with one score per instance and timings in seconds.
+
+    ``ignored_on_scale_bar``: objects left out because they lay on a burnt-in scale bar or its
+    text.
+    """
 
     instances: InstanceMasks
     scores: np.ndarray
     timings_s: dict[str, float] = field(default_factory=dict)
+    ignored_on_scale_bar: int = 0
 
     @property
     def count(self) -> int:

@@ -102,6 +102,29 @@ def instances_from_maps(
     return instances, scores[kept].astype(np.float32)
 
 
+def drop_instances_in(
+    instances: InstanceMasks, scores: np.ndarray, region: np.ndarray, share: float = 0.5
+) -> tuple[InstanceMasks, np.ndarray, int]:
+    """Remove instances with at least ``share`` of their pixels inside ``region`` (bool mask).
+
+    Returns the kept instances, their scores and how many were dropped.
+    """
+    if instances.count == 0 or not region.any():
+        return instances, scores, 0
+    flat = instances.labels.ravel()
+    area = np.bincount(flat, minlength=instances.count + 1)
+    inside = np.bincount(flat, weights=region.ravel(), minlength=instances.count + 1)
+    keep = inside < share * np.maximum(area, 1)
+    keep[0] = False
+    kept = np.flatnonzero(keep)
+    result = InstanceMasks(
+        labels=_relabel(instances.labels, keep),
+        class_ids=instances.class_ids[kept - 1],
+        class_names=instances.class_names,
+    )
+    return result, scores[kept - 1], instances.count - kept.size
+
+
 @dataclass(frozen=True)
 class MatchCounts:
     """Matches at IoU ≥ 0.5 between predicted and true instances (one class or all)."""

@@ -81,6 +81,8 @@ def test_unknown_setting_and_option_are_clear_errors(labelled, tmp_path):
         api.train([labelled[1]], tmp_path / "m", engine="nope")
     with pytest.raises(InvalidInput, match="unknown prediction option"):
         api.detect(None, np.zeros((8, 8)), {"treshold": 1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="ignore_scale_bar must be true or false"):
+        api.detect(None, np.zeros((8, 8)), {"ignore_scale_bar": "no"})  # type: ignore[arg-type]
 
 
 def test_image_smaller_than_a_tile_and_odd_sizes(tiny_model):
