@@ -886,7 +886,7 @@ def _worker_train(work: Path) -> None:
     fit_s = time.perf_counter() - fit_started
     epochs = len(history.history.get("loss", []))
     tune_started = time.perf_counter()
-    thresholds = model.optimize_thresholds(xs, ys, verbose=0)
+    thresholds = model.optimize_thresholds(xs, ys)
     reply = {
         "train_s": round(fit_s, 1),
         "optimize_thresholds_s": round(time.perf_counter() - tune_started, 1),
