@@ -391,10 +391,10 @@ def tune_postprocessing(
     """Pick the foreground and core thresholds that best reproduce the labelled crops.
 
     Objective: per class, F1 at IoU 0.5 over the crops minus half the mean diameter error,
-    averaged over the classes (:func:`_score_crops`). The crops are
-    the training data and hold few touching pairs, so several core thresholds often tie there
-    while they differ on the whole image (0.936 against 0.956 F1 on a benchmark image for
-    the first and the middle of three tied values). Ties are therefore broken towards the
+    averaged over the classes (:func:`_score_crops`). The crops are the training data and hold
+    few touching pairs, so several core thresholds often tie there while they differ on the
+    whole image (0.936 against 0.956 F1 on a benchmark image for the first and the middle of
+    three tied values). Ties are therefore broken towards the
     middle of the tied range, which is the choice least likely to sit on the edge of a cliff.
     The maps are computed once per crop (with context around it), so the grid costs seconds.
     """
@@ -450,8 +450,11 @@ def _middle_of_best(candidates: list[Any], objective: dict[Any, float]) -> Any:
     return candidates[(start + stop + 1) // 2]
 
 
-def _crop_maps(detector: UNetDetector, data: TrainingSet) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Network maps of each labelled crop (computed with context around it) and its truth."""
+def _crop_maps(
+    detector: UNetDetector, data: TrainingSet
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Network maps of each labelled crop (computed with context around it), its truth labels
+    and the class ids of its image's instances (``class_ids[label - 1]``)."""
     crops = []
     margin = detector.config.overlap_px
     for item in data.images:

@@ -142,3 +142,28 @@ def test_detect_ignores_objects_on_the_scale_bar(tmp_path):
     found = detections.instances.labels
     for instance in np.unique(found[on_bar & (found > 0)]):
         assert (on_bar & (found == instance)).sum() < 0.5 * (found == instance).sum()
+
+
+def _detections_on(image_shape, boxes):
+    labels = np.zeros(image_shape, np.int32)
+    for index, (rows, cols) in enumerate(boxes, start=1):
+        labels[rows, cols] = index
+    instances = InstanceMasks(labels, np.ones(len(boxes), np.int32), ["particle"])
+    return Detections(instances=instances, scores=np.full(len(boxes), 0.9, np.float32))
+
+
+def test_when_most_objects_would_go_nothing_is_dropped():
+    rng = np.random.default_rng(0)
+    image = rng.normal(80, 10, (200, 200))
+    image[180:188, 20:150] = 255  # a scale bar
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    on_bar = [(slice(181, 187), slice(22 + 9 * i, 28 + 9 * i)) for i in range(12)]
+    elsewhere = [(slice(20, 26), slice(20 + 9 * i, 26 + 9 * i)) for i in range(8)]
+    # 12 of 20 on the bar: more than 10 and more than a fifth, so it is not trusted.
+    kept = api._without_scale_bar(image, _detections_on(image.shape, on_bar + elsewhere))
+    assert kept.count == 20 and kept.ignored_on_scale_bar == 0
+    # 5 of 20: dropped.
+    few = on_bar[:5] + elsewhere
+    many_others = [(slice(60, 66), slice(20 + 9 * i, 26 + 9 * i)) for i in range(15)]
+    dropped = api._without_scale_bar(image, _detections_on(image.shape, few + many_others))
+    assert dropped.ignored_on_scale_bar == 5 and dropped.count == 23
