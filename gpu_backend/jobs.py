@@ -471,21 +471,7 @@ class JobClient:
                 f"job {job_id} is {status.state}; only failed or cancelled jobs can be retried"
             )
         self.store.delete(job_key(job_id, CANCEL_FILE))
-        queued = status.with_state(
-            QUEUED,
-            attempt=status.attempt + 1,
-            launcher=self.launcher.name,
-            started=None,
-            finished=None,
-            heartbeat=None,
-            progress=None,
-            metrics_history=(),
-            error="",
-            results=(),
-            result_metrics={},
-            cancel_requested=False,
-            worker={},
-        )
+        queued = status.new_attempt(QUEUED, status.attempt + 1, launcher=self.launcher.name)
         self._write_status(queued)
         return self._launch(queued)
 

@@ -360,6 +360,26 @@ class JobStatus:
     def replace(self, **changes: Any) -> JobStatus:
         return dataclasses.replace(self, updated=utc_now(), **changes)
 
+    def new_attempt(self, state: str, attempt: int, **changes: Any) -> JobStatus:
+        """A copy in ``state`` for attempt ``attempt``, with every per-attempt field cleared.
+
+        Retrying (``QUEUED``) and starting to run (``RUNNING``) both begin an attempt; one
+        place lists what an attempt owns, so a field added later is reset by both.
+        """
+        cleared: dict[str, Any] = {
+            "started": None,
+            "finished": None,
+            "heartbeat": None,
+            "progress": None,
+            "metrics_history": (),
+            "error": "",
+            "results": (),
+            "result_metrics": {},
+            "cancel_requested": False,
+            "worker": {},
+        }
+        return self.with_state(state, attempt=attempt, **{**cleared, **changes})
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "job status") -> JobStatus:
         progress = raw.get("progress")

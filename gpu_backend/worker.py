@@ -535,18 +535,11 @@ class JobRunner:
     def run_attempt(self, spec: JobSpec, initial: JobStatus, attempt: int) -> int:
         now = utc_now()
         self.started_monotonic = time.monotonic()
-        self.status = initial.with_state(
+        self.status = initial.new_attempt(
             RUNNING,
-            attempt=attempt,
+            attempt,
             started=now,
-            finished=None,
             heartbeat=now,
-            progress=None,
-            metrics_history=(),
-            error="",
-            results=(),
-            result_metrics={},
-            cancel_requested=False,
             worker={"host": socket.gethostname(), "pid": os.getpid()},
         )
         self.write_status()

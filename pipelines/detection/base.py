@@ -17,7 +17,7 @@ import numpy as np
 from pipelines.errors import InvalidInput
 from pipelines.formats.masks import InstanceMasks
 from pipelines.options import reject_unknown_options
-from pipelines.progress import ProgressCallback
+from pipelines.progress import Progress, ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,44 @@ class TrainContext:
         if self.deadline is None:
             return float("inf")
         return self.deadline - time.monotonic()
+
+
+def report_train_step(
+    context: TrainContext,
+    step: int,
+    losses: list[float],
+    started: float,
+    budget_s: float,
+    max_steps: int,
+    window: int,
+) -> None:
+    """Send "train" progress after ``step`` steps of a time-budgeted (or step-capped) loop.
+
+    The total is estimated from the rate so far; the loss shown is the mean of the last
+    ``window`` steps. ``started`` is a ``time.monotonic()`` value.
+    """
+    if context.progress is None:
+        return
+    rate = (time.monotonic() - started) / step
+    total = max_steps or max(step, round(budget_s / rate))
+    context.progress(
+        Progress(
+            stage="train",
+            done=step,
+            total=total,
+            metrics={"loss": float(np.mean(losses[-window:]))},
+            eta_s=max(0.0, (total - step) * rate),
+        )
+    )
+
+
+def train_summary(step: int, losses: list[float], started: float, window: int) -> dict[str, Any]:
+    """The training metrics every engine saves: steps, seconds and the final (windowed) loss."""
+    return {
+        "train_steps": step,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "final_loss": float(np.mean(losses[-window:])) if losses else None,
+    }
 
 
 def empty_detections(shape: tuple[int, int], class_names: list[str]) -> Detections:

@@ -21,13 +21,19 @@ from typing import Any
 import numpy as np
 
 from pipelines.detection.augment import AugmentConfig, PatchSampler
-from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
+from pipelines.detection.base import (
+    Detections,
+    DetectOptions,
+    Detector,
+    TrainContext,
+    report_train_step,
+    train_summary,
+)
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import TileInstances, iterate_tiles, merge_tile_instances
 from pipelines.errors import InvalidInput, ModelError
 from pipelines.formats.masks import InstanceMasks
-from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -281,23 +287,10 @@ def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> M
         optimiser.step()
         step += 1
         losses.append(float(loss.item()))
-        if context.progress is not None:
-            rate = (time.monotonic() - started) / step
-            total = config.max_steps or max(step, round(budget_s / rate))
-            context.progress(
-                Progress(
-                    "train",
-                    step,
-                    total,
-                    {"loss": float(np.mean(losses[-10:]))},
-                    eta_s=max(0.0, (total - step) * rate),
-                )
-            )
+        report_train_step(context, step, losses, started, budget_s, config.max_steps, 10)
     context.metrics.update(
         {
-            "train_steps": step,
-            "train_seconds": round(time.monotonic() - started, 1),
-            "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            **train_summary(step, losses, started, 10),
             "backbone": backbone,
             "coco_weights": weights is not None,
         }

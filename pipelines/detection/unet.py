@@ -26,6 +26,8 @@ from pipelines.detection.base import (
     DetectOptions,
     Detector,
     TrainContext,
+    report_train_step,
+    train_summary,
 )
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
 from pipelines.detection.postprocess import (
@@ -37,7 +39,7 @@ from pipelines.detection.postprocess import (
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import pad_to_multiple, predict_maps_tiled
 from pipelines.errors import InvalidInput, ModelError
-from pipelines.progress import Progress, StageTimer
+from pipelines.progress import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -341,27 +343,8 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         optimiser.step()
         step += 1
         losses.append(float(loss.item()))
-        elapsed = time.monotonic() - started
-        if context.progress is not None:
-            rate = elapsed / step
-            total = config.max_steps or max(step, round(budget_s / rate))
-            context.progress(
-                Progress(
-                    stage="train",
-                    done=step,
-                    total=total,
-                    metrics={"loss": float(np.mean(losses[-20:]))},
-                    eta_s=max(0.0, (total - step) * rate),
-                )
-            )
-    context.metrics.update(
-        {
-            "train_steps": step,
-            "train_seconds": round(time.monotonic() - started, 1),
-            "final_loss": float(np.mean(losses[-20:])) if losses else None,
-            "invert": invert,
-        }
-    )
+        report_train_step(context, step, losses, started, budget_s, config.max_steps, 20)
+    context.metrics.update({**train_summary(step, losses, started, 20), "invert": invert})
     detector = UNetDetector(
         config,
         data.class_names,
