@@ -201,8 +201,10 @@ def test_worker_dying_while_queued_is_reported_and_live_jobs_need_force_to_delet
 ) -> None:
     client = JobClient(fast_settings(local_concurrency=1))
     running = submit_tiny(client, detection_sample, train_s=60.0).job_id
-    waiting = submit_tiny(client, detection_sample).job_id
+    # Only once ``running`` holds the one slot is the next job sure to wait behind it (two
+    # workers started together race for the slot, and the 3-step job could win and finish).
     wait_until(lambda: training_started(client, running), timeout_s=120)
+    waiting = submit_tiny(client, detection_sample).job_id
     pid = client.launch_info(waiting)["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), timeout_s=10)
