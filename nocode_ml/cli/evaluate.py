@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score predictions against true labels (precision, recall, F1, D error, AP)",
         description=(
             "Match predicted and true objects (IoU >= threshold, one-to-one, per class and "
-            "overall) and print precision, recall, F1, mean |D error| %% and bias, and COCO "
+            "overall) and print precision, recall, F1, mean |D error| % and bias, and COCO "
             "mask AP. If TRUTH.json has crop rectangles, only the crops are scored."
         ),
     )

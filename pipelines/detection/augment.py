@@ -4,6 +4,8 @@ Each augmentation maps ``(image, target) -> (image, target)`` so masks move with
 torchvision references' convention): flips, 90° rotations and a small scale jitter act on both;
 intensity changes (gamma, contrast, offset, a linear background gradient, noise) on the image
 only. The gradient and offset are what let two crops generalise over an uneven support.
+Objects of a class with few labelled examples also get a contrast of their own against the
+local background, so one bright example stands for dim ones too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pipelines.detection.data import TrainingSet, centre_distance, normalise
+from pipelines.detection.data import MANY_EXAMPLES, TrainingSet, centre_distance, normalise
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ class AugmentConfig:
     noise_sigma_max: float = 0.08
     blur_probability: float = 0.2
     object_centred_fraction: float = 0.5
+    # Objects of a class with fewer than ``MANY_EXAMPLES`` labelled examples get their own
+    # contrast against the local background, so one bright labelled particle also stands for
+    # the dim ones (thinner, lighter, out of focus) that real images hold beside it. On the
+    # synthetic ``particles+sites`` (1-2 labelled particles) it was neutral: particle F1 0.916
+    # with it and 0.912 without, single sites 0.876 and 0.881, over 8 images each (4 training
+    # runs). Applied to the 40 examples of ``particles`` it cost 0.2 % diameter error, so
+    # classes with many examples, whose labels already show the brightness range, are left
+    # as they are.
+    object_contrast_range: tuple[float, float] = (0.5, 1.2)
+    object_contrast_probability: float = 0.5
 
 
 @dataclass(eq=False)
@@ -53,6 +65,7 @@ class _Prepared:
     valid: np.ndarray
     instances: np.ndarray
     boxes: list[tuple[int, int, int, int]]  # (top, left, bottom, right) after padding
+    few_examples: np.ndarray  # bool by instance id (0 unused): its class has few examples
 
 
 class PatchSampler:
@@ -76,6 +89,10 @@ class PatchSampler:
         self.pad = math.ceil(patch_px * max(augment.scale_range)) + 2
         self.items: list[_Prepared] = []
         weights = []
+        examples = data.object_areas_px(whole_only=True)
+        rare_classes = np.array(
+            [False] + [examples[name].size < MANY_EXAMPLES for name in data.class_names]
+        )
         for item in data.images:
             ids = item.instances_in_boxes()
             labels = item.instances.labels
@@ -95,6 +112,9 @@ class PatchSampler:
                 boxes=[
                     (b.top + pad, b.left + pad, b.bottom + pad, b.right + pad) for b in item.boxes
                 ],
+                few_examples=np.concatenate(
+                    [[False], rare_classes[np.asarray(item.instances.class_ids, dtype=np.int64)]]
+                ),
             )
             self.items.append(prepared)
             for box in item.boxes:
@@ -179,6 +199,10 @@ class PatchSampler:
             valid=valid.astype(bool),
             instances=instances.astype(np.int32),
         )
+        if item.few_examples.any() and rng.random() < augment.object_contrast_probability:
+            patch.image = object_contrast(
+                patch.image, patch.instances, patch.valid, rng, augment, item.few_examples
+            )
         patch = geometric(patch, rng, augment)
         patch.image = intensity(patch.image, rng, augment)
         return patch
@@ -202,6 +226,55 @@ def geometric(patch: Patch, rng: np.random.Generator, augment: AugmentConfig) ->
         arrays = [np.rot90(a, turns) for a in arrays]
     image, classes, centre, valid, instances = (np.ascontiguousarray(a) for a in arrays)
     return Patch(image=image, classes=classes, centre=centre, valid=valid, instances=instances)
+
+
+# Gaussian widths (px) of the local background estimate and of the gain's soft edge, which
+# covers the blurred rim of the object in the image.
+BACKGROUND_SIGMA_PX = 8.0
+GAIN_EDGE_SIGMA_PX = 1.0
+BACKGROUND_PRIOR = 1e-2  # weight of the median background in the local estimate
+
+
+def object_contrast(
+    image: np.ndarray,
+    instances: np.ndarray,
+    valid: np.ndarray,
+    rng: np.random.Generator,
+    augment: AugmentConfig,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scale each labelled object's contrast against the local background by its own factor.
+
+    ``eligible`` (bool by instance id, index 0 unused; missing ids count as not eligible)
+    limits it to some objects. The background is a normalised Gaussian average of the
+    labelled background (``valid`` pixels outside objects: outside the crops unlabelled
+    objects would pass for background), falling back to its median far from any, so an
+    uneven support stays as it was. Pixels more than ~4 px from a changed object keep
+    their values.
+    """
+    count = int(instances.max(initial=0))
+    if count == 0:
+        return image
+    low, high = augment.object_contrast_range
+    factors = np.ones(count + 1, dtype=np.float32)
+    factors[1:] = rng.uniform(low, high, count)
+    if eligible is not None:
+        allowed = np.zeros(count + 1, dtype=bool)
+        known = min(count + 1, eligible.size)
+        allowed[:known] = eligible[:known]
+        factors[~allowed] = 1.0
+    if np.all(factors == 1.0):
+        return image
+    gain = ndimage.gaussian_filter(factors[instances], GAIN_EDGE_SIGMA_PX)
+    outside = valid & (instances == 0)
+    if not outside.any():
+        outside = instances == 0
+    fallback = float(np.median(image[outside])) if outside.any() else 0.0
+    weight = ndimage.gaussian_filter(outside.astype(np.float32), BACKGROUND_SIGMA_PX)
+    total = ndimage.gaussian_filter(np.where(outside, image, 0.0), BACKGROUND_SIGMA_PX)
+    # Where hardly any background is near (inside a large object), lean on the median.
+    background = (total + BACKGROUND_PRIOR * fallback) / (weight + BACKGROUND_PRIOR)
+    return (background + (image - background) * gain).astype(np.float32)
 
 
 def intensity(image: np.ndarray, rng: np.random.Generator, augment: AugmentConfig) -> np.ndarray:

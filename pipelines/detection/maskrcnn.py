@@ -58,12 +58,16 @@ class MaskRCNNConfig:
     tile_px: int = 384
     overlap_px: int = 64
     detections_per_tile: int = 600
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Per-object contrast was measured on the U-Net only; off here until measured.
+    augment: AugmentConfig = field(
+        default_factory=lambda: AugmentConfig(object_contrast_probability=0.0)
+    )
     threads: int = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.augment.items()}
+            values.setdefault("object_contrast_probability", 0.0)
             object.__setattr__(self, "augment", AugmentConfig(**values))
         if self.backbone not in ("auto", "resnet50_fpn_v2", "resnet18_fpn"):
             raise ValueError("backbone must be auto, resnet50_fpn_v2 or resnet18_fpn")

@@ -173,10 +173,8 @@ def train(data: TrainingSet, config: ThresholdConfig, context: TrainContext) -> 
         float(np.median(np.log(areas[name]))) if areas[name].size else 0.0
         for name in data.class_names
     )
-    min_area = tuple(
-        max(1.0, 0.25 * float(areas[name].min())) if areas[name].size else 1.0
-        for name in data.class_names
-    )
+    # The same noise-speck limit as the U-Net, so the baseline is compared fairly.
+    min_area = tuple(data.min_object_area_px())
     crops = []
     for item in data.images:
         flat = flatten(item.pixels, invert, background_px)

@@ -7,7 +7,8 @@ memory) predicting per-class probabilities and a centre-ness map trains from two
 random-forest peer on F1 and on diameter error; Mask R-CNN from scratch on a CPU does not get
 close in minutes. Instances come from a watershed of the centre-ness map seeded by its cores;
 the foreground and core thresholds are tuned on the labelled crops after training and saved
-with the model.
+with the model. The centre-ness loss is weighed up where labelled objects touch, since merged
+touching pairs were the largest diameter errors left.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class UNetConfig:
     multiclass_balance: float = 0.5
     rare_class_weight: float = 0.0
     dice_weight: float = 1.0
+    # Extra weight of the centre-ness loss on the band where two labelled objects touch: the
+    # crops hold few touching pairs, and a merged pair is both a miss and a diameter outlier.
+    # 4 against 0 on ``particles`` seeds 0-2 (one training run each): F1 0.970 -> 0.973,
+    # unseen 0.959 -> 0.969, mean |D error| 4.1 -> 3.7 %.
+    contact_weight: float = 4.0
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -148,13 +154,40 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
-def _loss(logits: Any, classes: Any, centre: Any, valid: Any, config: UNetConfig) -> Any:
+def contact_band(instances: Any) -> Any:
+    """``(B, H, W)`` bool: where two objects touch (8-connected), widened by 1 px inside them.
+
+    Read off the instance ids with 3×3 max-pools (a neighbour with a larger or a smaller
+    non-zero id). Objects with a background gap between them are not marked: the background
+    already separates them.
+    """
+    from torch.nn import functional
+
+    ids = instances.float()[:, None]
+    inside = ids > 0
+    largest = functional.max_pool2d(ids, 3, 1, 1)
+    smallest = -functional.max_pool2d(-ids.masked_fill(~inside, float("inf")), 3, 1, 1)
+    touching = inside & ((largest > ids) | (smallest < ids))
+    band = functional.max_pool2d(touching.float(), 3, 1, 1) > 0
+    return (band & inside)[:, 0]
+
+
+def _loss(
+    logits: Any,
+    classes: Any,
+    centre: Any,
+    valid: Any,
+    config: UNetConfig,
+    instances: Any = None,
+) -> Any:
     """Cross-entropy + soft Dice on the classes, BCE on centre-ness, inside the crops only.
 
     With one object class, plain per-pixel cross-entropy keeps the edges where the labels put
     them (a class-balanced average over-weights object pixels and grew diameters). With several
     classes, half of the cross-entropy is averaged per class so a few 5-px single atoms weigh as
-    much as the background; plain cross-entropy alone did not learn them.
+    much as the background; plain cross-entropy alone did not learn them. Centre-ness pixels weigh
+    1 in the background, 3 in objects and ``contact_weight`` more on :func:`contact_band`
+    (read from ``instances``, the patch's object ids).
     """
     import torch
     from torch.nn import functional
@@ -189,6 +222,8 @@ def _loss(logits: Any, classes: Any, centre: Any, valid: Any, config: UNetConfig
     centre_bce = functional.binary_cross_entropy_with_logits(centre_logit, centre, reduction="none")
     # Centre-ness only matters inside objects; weigh it up there so splits are learned.
     centre_weight = weight * (1.0 + 2.0 * (classes > 0).float())
+    if config.contact_weight > 0 and instances is not None:
+        centre_weight = centre_weight + weight * config.contact_weight * contact_band(instances)
     return total + (centre_bce * centre_weight).sum() / pixels
 
 
@@ -332,7 +367,8 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         classes = torch.from_numpy(np.stack([p.classes for p in patches])).to(device)
         centre = torch.from_numpy(np.stack([p.centre for p in patches])).to(device)
         valid = torch.from_numpy(np.stack([p.valid for p in patches])).to(device)
-        loss = _loss(network(images), classes, centre, valid, config)
+        instances = torch.from_numpy(np.stack([p.instances for p in patches])).to(device)
+        loss = _loss(network(images), classes, centre, valid, config, instances)
         if not torch.isfinite(loss):
             raise ModelError(
                 f"training diverged at step {step} (loss {loss.item()}); try a lower "

@@ -48,6 +48,8 @@ class ClassScores:
     mean_iou: float | None
     mean_abs_diameter_error_pct: float | None
     mean_diameter_bias_pct: float | None
+    # The median shows the typical object; the mean is pulled up by a few merged pairs.
+    median_abs_diameter_error_pct: float | None = None
     ap: float | None = None
     ap50: float | None = None
 
@@ -103,6 +105,7 @@ def _class_scores(
         mean_iou=float(matched_iou.mean()) if tp else None,
         mean_abs_diameter_error_pct=float(np.abs(error_pct).mean()) if tp else None,
         mean_diameter_bias_pct=float(error_pct.mean()) if tp else None,
+        median_abs_diameter_error_pct=float(np.median(np.abs(error_pct))) if tp else None,
     )
 
 

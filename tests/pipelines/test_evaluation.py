@@ -82,6 +82,15 @@ def test_diameter_error_of_a_known_scale_up() -> None:
     assert shrunk.mean_abs_diameter_error_pct == pytest.approx(20.0)
 
 
+def test_median_diameter_error_ignores_one_merged_outlier() -> None:
+    truth = _squares([(10, 10, 10), (30, 10, 10), (50, 10, 10)])
+    # two exact, one 12x12 (D +20 %): mean 6.7 %, median 0 %
+    pred = _squares([(10, 10, 10), (30, 10, 10), (49, 9, 12)])
+    row = evaluate_instances(pred, truth).overall
+    assert row.mean_abs_diameter_error_pct == pytest.approx(20.0 / 3)
+    assert row.median_abs_diameter_error_pct == pytest.approx(0.0)
+
+
 def test_two_classes_are_matched_per_class_and_overall() -> None:
     truth = _squares(TRUTH, ["particle", "particle", "single_site", "single_site"])
     pred = _squares(TRUTH, ["particle", "single_site", "single_site", "single_site"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from pipelines.detection.augment import AugmentConfig, PatchSampler
+from pipelines.detection.augment import AugmentConfig, PatchSampler, object_contrast
 from pipelines.detection.data import centre_distance, load_training_set, objects_are_dark
 from pipelines.errors import InvalidLabels
 from pipelines.formats.labelme import Box, new_document, write_labelme
@@ -90,3 +93,83 @@ def test_dark_objects_are_detected_from_the_crops(tmp_path):
     box = [Box(0, 0, 64, 64)]
     assert not objects_are_dark(load_training_set([write_labelled(tmp_path / "b", bright, box)]))
     assert objects_are_dark(load_training_set([write_labelled(tmp_path / "d", dark, box)]))
+
+
+def test_object_contrast_scales_each_object_against_an_uneven_background():
+    """Objects get their own contrast factor; the sloped background outside them is kept."""
+    size = 96
+    rows, cols = np.mgrid[:size, :size]
+    background = 0.1 + 0.004 * cols  # a ramp across the patch
+    instances = np.zeros((size, size), np.int32)
+    instances[(rows - 30) ** 2 + (cols - 30) ** 2 <= 36] = 1
+    instances[(rows - 60) ** 2 + (cols - 66) ** 2 <= 36] = 2
+    image = (background + 0.8 * (instances > 0)).astype(np.float32)
+    augment = AugmentConfig(object_contrast_range=(0.4, 1.2))
+    valid = np.ones((size, size), dtype=bool)
+    out = object_contrast(image, instances, valid, np.random.default_rng(3), augment)
+    far = ndimage.distance_transform_edt(instances == 0) > 6
+    assert np.allclose(out[far], image[far], atol=1e-5)
+    gains = []
+    for row, col in ((30, 30), (60, 66)):
+        gain = (out[row, col] - background[row, col]) / 0.8
+        assert 0.4 - 0.05 <= gain <= 1.2 + 0.05
+        gains.append(gain)
+    assert abs(gains[0] - gains[1]) > 1e-3  # each object its own factor
+    empty = np.zeros((size, size), np.int32)
+    assert object_contrast(image, empty, valid, np.random.default_rng(3), augment) is image
+    # only the eligible object (a class with few examples) changes
+    eligible = np.array([False, False, True])
+    only_second = object_contrast(
+        image, instances, valid, np.random.default_rng(3), augment, eligible
+    )
+    assert np.allclose(only_second[instances == 1], image[instances == 1], atol=1e-5)
+    assert not np.allclose(only_second[instances == 2], image[instances == 2], atol=1e-3)
+    none = np.zeros(3, dtype=bool)
+    assert (
+        object_contrast(image, instances, valid, np.random.default_rng(3), augment, none) is image
+    )
+
+
+def test_only_classes_with_few_examples_get_their_own_object_contrast(tmp_path):
+    """12 labelled particles show the brightness range; 3 labelled sites do not."""
+    sample = make_sample(160, seed=2, n_particles=12, n_sites=3)
+    data = load_training_set([write_labelled(tmp_path, sample, [Box(0, 0, 160, 160)])])
+    assert [data.object_areas_px(whole_only=True)[n].size for n in data.class_names] == [12, 3]
+    sampler = PatchSampler(data, patch_px=32, invert=False, augment=AugmentConfig(), seed=0)
+    item, instances = sampler.items[0], data.images[0].instances
+    assert not item.few_examples[0]
+    assert np.array_equal(item.few_examples[1:], instances.class_ids == 2)
+
+
+def test_the_sampler_changes_the_contrast_of_rare_class_objects_only(tmp_path):
+    """With every other augmentation off, only the 3 labelled sites' pixels change."""
+    sample = make_sample(160, seed=2, n_particles=12, n_sites=3)
+    data = load_training_set([write_labelled(tmp_path, sample, [Box(0, 0, 160, 160)])])
+    plain = AugmentConfig(
+        flips=False,
+        rotations=False,
+        scale_probability=0.0,
+        gamma_range=(1.0, 1.0),
+        contrast_range=(1.0, 1.0),
+        offset_range=(0.0, 0.0),
+        gradient_max=0.0,
+        noise_sigma_max=0.0,
+        blur_probability=0.0,
+        object_contrast_range=(0.3, 0.3),
+    )
+    particle_ids = np.flatnonzero(data.images[0].instances.class_ids == 1) + 1
+    sites_seen = 0
+    for seed in range(30):  # one sample per seed: both samplers draw the same window
+        never = replace(plain, object_contrast_probability=0.0)
+        always = replace(plain, object_contrast_probability=1.0)
+        before = PatchSampler(data, 64, False, never, seed=seed).sample()
+        after = PatchSampler(data, 64, False, always, seed=seed).sample()
+        assert np.array_equal(before.instances, after.instances)
+        changed = np.abs(after.image - before.image) > 1e-4
+        particles = np.isin(before.instances, particle_ids)
+        assert not changed[particles].any()
+        sites = (before.instances > 0) & ~particles
+        if sites.any():
+            sites_seen += 1
+            assert changed[sites].any()
+    assert sites_seen > 0

@@ -1,4 +1,4 @@
-"""The threshold and Mask R-CNN engines behind the same api; assisted outlining."""
+"""Threshold and Mask R-CNN engines behind the api; U-Net loss terms; assisted outlining."""
 
 from __future__ import annotations
 
@@ -84,3 +84,29 @@ def test_unet_loss_weighs_only_the_rare_object_class():
         _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=0.0)),
         _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=1.0)),
     )
+
+
+def test_contact_band_marks_only_where_two_objects_touch():
+    """Two touching squares get a band along their shared edge; a lone square gets none."""
+    import torch
+
+    from pipelines.detection.unet import UNetConfig, _loss, contact_band
+
+    ids = torch.zeros(1, 12, 12, dtype=torch.int32)
+    ids[0, 2:6, 1:5] = 1
+    ids[0, 2:6, 5:9] = 2  # shares the edge between columns 4 and 5 with object 1
+    ids[0, 9:11, 9:11] = 3  # alone
+    band = contact_band(ids)[0].numpy()
+    assert band[2:6, 3:7].all()  # two pixels either side of the shared edge
+    assert not band[:, :3].any() and not band[:, 7:].any() and not band[:2].any()
+    assert not band[ids[0].numpy() == 0].any()
+
+    classes = (ids > 0).long()
+    centre = torch.zeros(1, 12, 12)
+    valid = torch.ones(1, 12, 12, dtype=torch.bool)
+    logits = torch.zeros(1, 3, 12, 12)
+    plain = _loss(logits, classes, centre, valid, UNetConfig(contact_weight=0.0), ids)
+    weighted = _loss(logits, classes, centre, valid, UNetConfig(contact_weight=4.0), ids)
+    # zero logits against a zero target: ln 2 per pixel, averaged over the 144 valid pixels
+    expected = 4.0 * np.log(2.0) * band.sum() / 144
+    assert float(weighted) - float(plain) == pytest.approx(expected, rel=1e-5)
