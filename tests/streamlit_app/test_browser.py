@@ -194,6 +194,8 @@ def _label_the_sample(page, shot, server) -> None:
     page.get_by_role("button", name="Try the sample").click()
     page.get_by_text(re.compile("Label — Sample")).wait_for(timeout=30000)
     canvas = page.locator(f"{_keyed('overview_')} canvas.upper-canvas")
+    # While a rerun bumps the overview's revision, the stale canvas stays until it ends.
+    expect(canvas).to_have_count(1, timeout=20000)
     expect(canvas).to_be_visible(timeout=20000)
     _canvas_still(page, canvas)
     _settled(page)
@@ -223,6 +225,7 @@ def _label_the_sample(page, shot, server) -> None:
     page.get_by_role("tab", name=re.compile("Outline objects")).click()
     page.get_by_text(f"Crop {crop_index + 1}", exact=True).click()
     canvas = _crop_canvas(page, server, crop_index)
+    expect(canvas).to_have_count(1, timeout=20000)
     expect(canvas).to_be_visible(timeout=20000)
     _settled(page)
     canvas.scroll_into_view_if_needed()

@@ -100,6 +100,9 @@ def test_contact_band_marks_only_where_two_objects_touch():
     assert band[2:6, 3:7].all()  # two pixels either side of the shared edge
     assert not band[:, :3].any() and not band[:, 7:].any() and not band[:2].any()
     assert not band[ids[0].numpy() == 0].any()
+    gapped = ids.clone()
+    gapped[0, :, 5] = 0  # a 1-px background gap between objects 1 and 2
+    assert not contact_band(gapped).any()
 
     classes = (ids > 0).long()
     centre = torch.zeros(1, 12, 12)
