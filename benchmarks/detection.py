@@ -64,22 +64,14 @@ def _scores(result: Any) -> dict[str, Any]:
 
 
 def d_error_by_size(pred: Any, truth: Any, class_name: str) -> dict[str, Any]:
-    """Mean |D error| % of one class's matches (IoU > 0.5, unique), binned by true diameter.
+    """Mean |D error| % of one class's matches (as in the evaluation), binned by true diameter.
 
     Why: the mean over all objects mixes 6-px particles, whose outline is a handful of noisy
     pixels, with 20-px ones; the bins show where the error comes from.
     """
-    from pipelines.evaluation.overlaps import overlap_table
+    from pipelines.evaluation.scores import matched_diameters
 
-    overlaps = overlap_table(truth.labels, pred.labels)
-    truth_class = np.asarray(truth.class_ids)[overlaps.truth_ids - 1]
-    pred_class = np.asarray(pred.class_ids)[overlaps.pred_ids - 1]
-    wanted = truth.class_names.index(class_name) + 1 if class_name in truth.class_names else -1
-    pred_wanted = pred.class_names.index(class_name) + 1 if class_name in pred.class_names else -1
-    keep = (overlaps.iou > 0.5) & (truth_class == wanted) & (pred_class == pred_wanted)
-    true_area = overlaps.truth_area_px[overlaps.truth_ids[keep]].astype(np.float64)
-    ratio = np.sqrt(overlaps.pred_area_px[overlaps.pred_ids[keep]] / true_area)
-    diameter = 2.0 * np.sqrt(true_area / np.pi)
+    diameter, ratio = matched_diameters(pred, truth, class_name)
     bins = {}
     for low, high in itertools.pairwise(SIZE_BINS_PX):
         inside = (diameter >= low) & (diameter < high)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pipelines.detection.data import MANY_EXAMPLES, TrainingSet, centre_distance, normalise
+from pipelines.detection.data import TrainingSet, centre_distance, normalise
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class AugmentConfig:
     noise_sigma_max: float = 0.08
     blur_probability: float = 0.2
     object_centred_fraction: float = 0.5
-    # Objects of a class with fewer than ``MANY_EXAMPLES`` labelled examples get their own
+    # Objects of a class with few labelled examples (``TrainingSet.few_examples``) get their own
     # contrast against the local background, so one bright labelled particle also stands for
     # the dim ones (thinner, lighter, out of focus) that real images hold beside it. On the
     # synthetic ``particles+sites`` (1-2 labelled particles) it was neutral: particle F1 0.916
@@ -89,10 +89,7 @@ class PatchSampler:
         self.pad = math.ceil(patch_px * max(augment.scale_range)) + 2
         self.items: list[_Prepared] = []
         weights = []
-        examples = data.object_areas_px(whole_only=True)
-        rare_classes = np.array(
-            [False] + [examples[name].size < MANY_EXAMPLES for name in data.class_names]
-        )
+        rare_classes = np.array([False, *data.few_examples()])
         for item in data.images:
             ids = item.instances_in_boxes()
             labels = item.instances.labels

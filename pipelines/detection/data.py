@@ -166,13 +166,19 @@ class TrainingSet:
         """
         areas = self.object_areas_px(whole_only=True)
         limits = []
-        for name in self.class_names:
+        for name, few in zip(self.class_names, self.few_examples(), strict=True):
             if not areas[name].size:
                 limits.append(1.0)
                 continue
-            share = 0.4 if areas[name].size >= MANY_EXAMPLES else 0.1
+            share = 0.1 if few else 0.4
             limits.append(max(1.0, share * float(np.min(areas[name]))))
         return limits
+
+    def few_examples(self) -> list[bool]:
+        """Per class: fewer than ``MANY_EXAMPLES`` whole labelled objects, too few to show
+        the class's range of sizes and brightness."""
+        areas = self.object_areas_px(whole_only=True)
+        return [areas[name].size < MANY_EXAMPLES for name in self.class_names]
 
     def object_areas_px(self, whole_only: bool = False) -> dict[str, np.ndarray]:
         """Pixel areas of the labelled objects (inside boxes) per class.

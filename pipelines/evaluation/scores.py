@@ -17,6 +17,7 @@ import numpy as np
 from pipelines.errors import InvalidInput
 from pipelines.evaluation.coco_ap import coco_mask_ap
 from pipelines.evaluation.overlaps import (
+    Overlaps,
     class_index,
     compact_instances,
     greedy_matches,
@@ -109,6 +110,61 @@ def _class_scores(
     )
 
 
+@dataclass(frozen=True)
+class _Table:
+    """Every overlapping (true, predicted) pair of two compacted label images, with classes
+    on one shared list of names (``truth_class``/``pred_class`` by instance id, 0 unused)."""
+
+    overlaps: Overlaps
+    class_names: list[str]
+    truth_class: np.ndarray
+    pred_class: np.ndarray
+
+    @classmethod
+    def of(cls, pred: InstanceMasks, truth: InstanceMasks) -> _Table:
+        class_names = sorted(set(truth.class_names) | set(pred.class_names))
+        return cls(
+            overlap_table(truth.labels, pred.labels),
+            class_names,
+            class_index(truth, class_names),
+            class_index(pred, class_names),
+        )
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """``D_pred / D_true`` of every pair."""
+        o = self.overlaps
+        return np.sqrt(o.pred_area_px[o.pred_ids] / o.truth_area_px[o.truth_ids])
+
+    def class_matches(self, index: int, iou_threshold: float) -> np.ndarray:
+        """Pair indices matched one-to-one within class ``index`` (both sides of that class)."""
+        o = self.overlaps
+        truth_of, pred_of = self.truth_class[o.truth_ids], self.pred_class[o.pred_ids]
+        in_class = np.flatnonzero((truth_of == pred_of) & (truth_of == index))
+        return in_class[
+            greedy_matches(
+                o.truth_ids[in_class], o.pred_ids[in_class], o.iou[in_class], iou_threshold
+            )
+        ]
+
+
+def matched_diameters(
+    pred: InstanceMasks,
+    truth: InstanceMasks,
+    class_name: str,
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """True diameters (px) and ``D_pred / D_true`` of one class's matched pairs, matched as in
+    :func:`evaluate_instances`, so size-resolved errors agree with its rows."""
+    table = _Table.of(compact_instances(pred), compact_instances(truth))
+    if class_name not in table.class_names:
+        return np.zeros(0), np.zeros(0)
+    kept = table.class_matches(table.class_names.index(class_name), iou_threshold)
+    o = table.overlaps
+    true_area = o.truth_area_px[o.truth_ids[kept]].astype(np.float64)
+    return 2.0 * np.sqrt(true_area / np.pi), table.ratio[kept]
+
+
 def evaluate_instances(
     pred: InstanceMasks,
     truth: InstanceMasks,
@@ -126,40 +182,24 @@ def evaluate_instances(
     visible = np.bincount(pred.labels.ravel(), minlength=pred.count + 1)[1 : pred.count + 1] > 0
     pred, truth = compact_instances(pred), compact_instances(truth)
     scores = scores[visible]
-    overlaps = overlap_table(truth.labels, pred.labels)
-    iou = overlaps.iou
-    class_names = sorted(set(truth.class_names) | set(pred.class_names))
-    truth_class = class_index(truth, class_names)  # by instance id, index 0 unused
-    pred_class = class_index(pred, class_names)
-    ratio_all = np.sqrt(
-        overlaps.pred_area_px[overlaps.pred_ids] / overlaps.truth_area_px[overlaps.truth_ids]
-    )
-
+    table = _Table.of(pred, truth)
+    overlaps, iou, ratio_all = table.overlaps, table.overlaps.iou, table.ratio
     kept = greedy_matches(overlaps.truth_ids, overlaps.pred_ids, iou, iou_threshold)
     overall = _class_scores(OVERALL, truth.count, pred.count, iou[kept], ratio_all[kept])
-    same_class = truth_class[overlaps.truth_ids] == pred_class[overlaps.pred_ids]
     rows = []
-    for index, name in enumerate(class_names):
-        in_class = np.flatnonzero(same_class & (truth_class[overlaps.truth_ids] == index))
-        kept_class = in_class[
-            greedy_matches(
-                overlaps.truth_ids[in_class],
-                overlaps.pred_ids[in_class],
-                iou[in_class],
-                iou_threshold,
-            )
-        ]
+    for index, name in enumerate(table.class_names):
+        kept_class = table.class_matches(index, iou_threshold)
         rows.append(
             _class_scores(
                 name,
-                int(np.count_nonzero(truth_class[1:] == index)),
-                int(np.count_nonzero(pred_class[1:] == index)),
+                int(np.count_nonzero(table.truth_class[1:] == index)),
+                int(np.count_nonzero(table.pred_class[1:] == index)),
                 iou[kept_class],
                 ratio_all[kept_class],
             )
         )
     if compute_ap:
-        per_class_ap, overall_ap = coco_mask_ap(truth, pred, scores, class_names, overlaps)
+        per_class_ap, overall_ap = coco_mask_ap(truth, pred, scores, table.class_names, overlaps)
         rows = [_with_ap(row, per_class_ap.get(row.class_name)) for row in rows]
         overall = _with_ap(overall, overall_ap)
     return EvaluationResult(iou_threshold=iou_threshold, overall=overall, per_class=tuple(rows))
