@@ -8,7 +8,8 @@ random-forest peer on F1 and on diameter error; Mask R-CNN from scratch on a CPU
 close in minutes. Instances come from a watershed of the centre-ness map seeded by its cores;
 the foreground and core thresholds are tuned on the labelled crops after training and saved
 with the model. The centre-ness loss is weighed up where labelled objects touch, since merged
-touching pairs were the largest diameter errors left.
+touching pairs were the largest diameter errors left. Finding objects runs in bfloat16 where
+the hardware has it natively (1.8x faster on the benchmark CPU, same objects).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from pipelines.progress import StageTimer
 log = logging.getLogger(__name__)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Network size, training budget and augmentation of the ``unet`` engine.
@@ -54,7 +58,8 @@ class UNetConfig:
     """
 
     # Three levels (receptive field ~40 px, wider than the particles) run more steps in the
-    # budget than four (1432 in 150 s) and infer a 2048² image in ~2.4 s; F1 0.93 -> 0.96.
+    # budget than four (1432 in 150 s) and infer a 2048² image in ~2.4 s (float32);
+    # F1 0.93 -> 0.96.
     channels: tuple[int, ...] = (16, 32, 64)
     patch_px: int = 128
     batch_size: int = 8
@@ -84,6 +89,14 @@ class UNetConfig:
     # 4 against 0 on ``particles`` seeds 0-2 (one training run each): F1 0.970 -> 0.973,
     # unseen 0.959 -> 0.969, mean |D error| 4.1 -> 3.7 %.
     contact_weight: float = 4.0
+    # Arithmetic of the convolutions when finding objects (``precision``) and when training:
+    # "auto" = bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX, CUDA
+    # GPUs with bf16), float32 elsewhere; or "fp32" / "bf16". On the 2-core benchmark CPU a
+    # bfloat16 pass finds the same objects (F1 within 0.002, mean |D error| within 0.05 %) in
+    # 1.5 s instead of 2.8 s on a 2048² image. Training in bfloat16 runs 1.5x the steps in the
+    # budget but was not more accurate (particles seeds 0-2), so it stays float32 by default.
+    precision: str = "auto"
+    train_precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -92,6 +105,10 @@ class UNetConfig:
             raise ValueError("channels needs at least two positive widths")
         if self.patch_px % (2 ** (len(self.channels) - 1)):
             raise ValueError("patch_px must be divisible by 2^(number of levels - 1)")
+        for name in ("precision", "train_precision"):
+            value = getattr(self, name)
+            if value not in PRECISIONS:
+                raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}, got {value!r}")
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +169,38 @@ def _device(name: str) -> Any:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise InvalidInput(f"unknown device {name!r}; use 'cpu' or 'cuda'")
     return torch.device(name)
+
+
+def use_bfloat16(precision: str, device: Any) -> bool:
+    """Whether to run the convolutions in bfloat16 (autocast) on ``device``.
+
+    "auto" takes it only where the hardware computes it natively: emulated bfloat16 (older
+    x86 CPUs with plain AVX-512, GPUs before compute capability 8) is slower than float32.
+    """
+    import platform
+
+    import torch
+
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    target = torch.device(device)
+    try:  # private checks; without them, stay on float32
+        if target.type == "cuda":
+            index = target.index if target.index is not None else torch.cuda.current_device()
+            return torch.cuda.get_device_properties(index).major >= 8
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # a missing private check or no GPU driver: stay on float32
+        return False
+
+
+def _autocast(device: Any, enabled: bool) -> Any:
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def contact_band(instances: Any) -> Any:
@@ -250,6 +299,7 @@ class UNetDetector(Detector):
         self.params = params
         self.min_area_px = list(min_area_px)
         self.device = device
+        self.bfloat16 = use_bfloat16(config.precision, device)
 
     def forward_tile(self, tile: np.ndarray) -> np.ndarray:
         """``(h, w)`` normalised pixels → ``(K + 1, h, w)``: class probabilities, centre-ness."""
@@ -260,12 +310,13 @@ class UNetDetector(Detector):
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None, None]
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-            logits = self.network(x)[0]
+            with _autocast(self.device, self.bfloat16):
+                logits = self.network(x)[0].float()  # maps stay float32
             n_logits = logits.shape[0] - 1
             probabilities = torch.softmax(logits[:n_logits], dim=0)[1:]
             centre = torch.sigmoid(logits[n_logits:])
             maps = torch.cat([probabilities, centre], dim=0)[:, :height, :width]
-            return maps.float().cpu().numpy()
+            return maps.cpu().numpy()
 
     def predict_maps(
         self, image: np.ndarray, options: DetectOptions, progress: Any = None
@@ -345,6 +396,7 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    bfloat16 = use_bfloat16(config.train_precision, device)
     budget_s = min(config.train_seconds, max(1.0, context.seconds_left() - 15.0))
     started = time.monotonic()
     step, losses = 0, []
@@ -368,7 +420,9 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         centre = torch.from_numpy(np.stack([p.centre for p in patches])).to(device)
         valid = torch.from_numpy(np.stack([p.valid for p in patches])).to(device)
         instances = torch.from_numpy(np.stack([p.instances for p in patches])).to(device)
-        loss = _loss(network(images), classes, centre, valid, config, instances)
+        with _autocast(device, bfloat16):
+            logits = network(images)
+        loss = _loss(logits.float(), classes, centre, valid, config, instances)
         if not torch.isfinite(loss):
             raise ModelError(
                 f"training diverged at step {step} (loss {loss.item()}); try a lower "
@@ -380,7 +434,9 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         step += 1
         losses.append(float(loss.item()))
         report_train_step(context, step, losses, started, budget_s, config.max_steps, 20)
-    context.metrics.update({**train_summary(step, losses, started, 20), "invert": invert})
+    context.metrics.update(
+        {**train_summary(step, losses, started, 20), "invert": invert, "train_bfloat16": bfloat16}
+    )
     detector = UNetDetector(
         config,
         data.class_names,
@@ -390,6 +446,8 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         data.min_object_area_px(),
         device=str(device),
     )
+    # The thresholds are tuned under the arithmetic that finds objects on this machine.
+    context.metrics["infer_bfloat16"] = detector.bfloat16
     if config.tune_postprocessing:
         params, crop_metrics = tune_postprocessing(detector, data, context)
         detector.params = params

@@ -167,3 +167,18 @@ def test_when_most_objects_would_go_nothing_is_dropped():
     many_others = [(slice(60, 66), slice(20 + 9 * i, 26 + 9 * i)) for i in range(15)]
     dropped = api._without_scale_bar(image, _detections_on(image.shape, few + many_others))
     assert dropped.ignored_on_scale_bar == 5 and dropped.count == 23
+
+
+def test_a_small_scale_bar_is_trusted_even_when_its_fragments_outnumber_the_objects():
+    """On a sparse image the glyph fragments can be more than a fifth of all detections; a
+    marked region this small cannot hide that many real objects, so they are dropped."""
+    rng = np.random.default_rng(1)
+    image = rng.normal(80, 10, (600, 600))
+    image[580:588, 20:150] = 255  # the same bar as above, on a 9x larger image
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    assert burnt_in_marks(image).mean() < api._SMALL_MARKS_SHARE
+    on_bar = [(slice(581, 587), slice(22 + 9 * i, 28 + 9 * i)) for i in range(12)]
+    elsewhere = [(slice(20, 26), slice(20 + 9 * i, 26 + 9 * i)) for i in range(8)]
+    dropped = api._without_scale_bar(image, _detections_on(image.shape, on_bar + elsewhere))
+    assert dropped.ignored_on_scale_bar == 12 and dropped.count == 8
+    assert (dropped.instances.labels[20:26] > 0).sum() == 8 * 36

@@ -64,6 +64,8 @@ def test_predict_writes_json_overlay_and_stats(tiny_model, labelled, tmp_path):
     assert document.image_path == "image.tif"
     assert resolve_image_path(document).read_bytes() == image.read_bytes()
     assert (document.image_height, document.image_width) == (96, 96)
+    model = document.extra["nocode_ml"]["model"]
+    assert model["engine"] == "unet" and isinstance(model["bfloat16"], bool)
     header = (tmp_path / "out" / "image_stats.csv").read_text().splitlines()[0]
     assert header.startswith("label") or "label" in header
 
@@ -127,6 +129,16 @@ def test_missing_or_corrupt_model_files_are_model_errors(tiny_model, tmp_path):
     (mismatched / MODEL_JSON).write_text(json.dumps(info))
     with pytest.raises(ModelError, match="do not fit"):
         api.load_detector(mismatched)
+
+
+def test_a_model_saved_before_the_precision_options_loads_with_their_defaults(tiny_model, tmp_path):
+    older = tmp_path / "older"
+    shutil.copytree(tiny_model, older)
+    info = json.loads((older / MODEL_JSON).read_text())
+    del info["config"]["precision"], info["config"]["train_precision"]
+    (older / MODEL_JSON).write_text(json.dumps(info))
+    detector = api.load_detector(older)
+    assert (detector.config.precision, detector.config.train_precision) == ("auto", "fp32")
 
 
 def test_a_class_with_one_example_trains(tmp_path, tiny_unet_config):

@@ -113,3 +113,71 @@ def test_contact_band_marks_only_where_two_objects_touch():
     # zero logits against a zero target: ln 2 per pixel, averaged over the 144 valid pixels
     expected = 4.0 * np.log(2.0) * band.sum() / 144
     assert float(weighted) - float(plain) == pytest.approx(expected, rel=1e-5)
+
+
+def test_unet_precision_auto_uses_bfloat16_only_where_the_processor_has_it():
+    """Emulated bfloat16 (x86 CPUs with plain AVX-512) is slower than float32, so "auto" must
+    follow the processor's own feature flags; "fp32"/"bf16" are taken as asked."""
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    from pipelines.detection.unet import UNetConfig, use_bfloat16
+
+    with pytest.raises(ValueError, match=r"precision must be one of .*got 'fp16'"):
+        UNetConfig(precision="fp16")
+    with pytest.raises(ValueError, match="train_precision"):
+        UNetConfig(train_precision="half")
+    assert use_bfloat16("fp32", "cpu") is False
+    assert use_bfloat16("bf16", "cpu") is True
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() == "x86_64" and cpuinfo.exists():
+        flags = set(cpuinfo.read_text().split())
+        native = "avx512_bf16" in flags or "amx_tile" in flags
+        assert use_bfloat16("auto", "cpu") is native
+    # Without a usable GPU the check answers float32 instead of failing.
+    if not torch.cuda.is_available():
+        assert use_bfloat16("auto", "cuda:0") is False
+
+
+def test_unet_bfloat16_forward_matches_float32():
+    """A bfloat16 pass gives the float32 maps to within bfloat16 rounding, as float32."""
+    import torch
+
+    from pipelines.detection.postprocess import WatershedParams
+    from pipelines.detection.unet import UNetConfig, UNetDetector, build_network
+
+    torch.manual_seed(0)
+    network = build_network(UNetConfig(channels=(4, 8)), 1)
+    tile = np.random.default_rng(0).random((40, 40), dtype=np.float32)
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        config = UNetConfig(channels=(4, 8), precision=precision)
+        detector = UNetDetector(config, ["particle"], network, False, WatershedParams(), [1.0])
+        assert detector.bfloat16 is (precision == "bf16")
+        maps[precision] = detector.forward_tile(tile)
+    assert maps["bf16"].dtype == np.float32 and maps["bf16"].shape == (2, 40, 40)
+    assert not np.array_equal(maps["bf16"], maps["fp32"])  # bfloat16 really ran
+    assert np.abs(maps["bf16"] - maps["fp32"]).max() < 0.03
+
+
+def test_unet_trains_in_bfloat16_and_records_the_arithmetic(tmp_path, tiny_unet_config):
+    import json
+
+    sample = make_sample(96, seed=3, n_particles=8)
+    json_path = write_labelled(tmp_path, sample, [Box(0, 0, 48, 96)])
+    base = {**tiny_unet_config, "tune_postprocessing": False, "precision": "fp32"}
+    infos = {}
+    for arithmetic in ("fp32", "bf16"):
+        config = {**base, "train_precision": arithmetic}
+        model = api.train([json_path], tmp_path / arithmetic, config=config)
+        infos[arithmetic] = json.loads((model / "model.json").read_text())
+    bf16, fp32 = infos["bf16"]["metrics"], infos["fp32"]["metrics"]
+    assert bf16["train_bfloat16"] is True and fp32["train_bfloat16"] is False
+    assert bf16["infer_bfloat16"] is False  # finding objects follows ``precision``
+    assert np.isfinite(bf16["final_loss"])
+    # same seed, same patches: only the arithmetic differs
+    assert bf16["final_loss"] != fp32["final_loss"]
+    detections = api.detect(api.load_detector(tmp_path / "bf16"), sample.pixels)
+    assert detections.instances.labels.shape == (96, 96)
