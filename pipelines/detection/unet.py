@@ -90,11 +90,12 @@ class UNetConfig:
     # unseen 0.959 -> 0.969, mean |D error| 4.1 -> 3.7 %.
     contact_weight: float = 4.0
     # Arithmetic of the convolutions when finding objects (``precision``) and when training:
-    # "auto" = bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX, CUDA
-    # GPUs with bf16), float32 elsewhere; or "fp32" / "bf16". On the 2-core benchmark CPU a
-    # bfloat16 pass finds the same objects (F1 within 0.002, mean |D error| within 0.05 %) in
-    # 1.5 s instead of 2.8 s on a 2048² image. Training in bfloat16 runs 1.5x the steps in the
-    # budget but was not more accurate (particles seeds 0-2), so it stays float32 by default.
+    # "auto" = bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX, GPUs
+    # of compute capability 8 or more), float32 elsewhere; or "fp32" / "bf16". On the 2-core
+    # benchmark CPU a bfloat16 pass finds the same objects (F1 within 0.002, mean |D error|
+    # within 0.05 %) in 1.5 s instead of 2.8 s on a 2048² image. Training in bfloat16 runs
+    # 1.5x the steps in the budget but was not more accurate (particles seeds 1-2), so it
+    # stays float32 by default.
     precision: str = "auto"
     train_precision: str = "fp32"
 
@@ -186,7 +187,7 @@ def use_bfloat16(precision: str, device: Any) -> bool:
     if precision == "bf16":
         return True
     target = torch.device(device)
-    try:  # private checks; without them, stay on float32
+    try:
         if target.type == "cuda":
             index = target.index if target.index is not None else torch.cuda.current_device()
             return torch.cuda.get_device_properties(index).major >= 8
