@@ -227,7 +227,7 @@ def predict(
                 "engine": info.engine,
                 "thresholds": dataclasses.asdict(detect_options),
                 # bfloat16 and float32 maps differ slightly; say which one made these outlines
-                "bfloat16": bool(getattr(detector, "bfloat16", False)),
+                "bfloat16": detector.bfloat16,
             },
             "ignored_on_scale_bar": detections.ignored_on_scale_bar,
         }

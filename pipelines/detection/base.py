@@ -88,6 +88,8 @@ class Detector(ABC):
     """
 
     engine: str = ""
+    # Whether the network runs in bfloat16 (set by engines that can); recorded with outputs.
+    bfloat16: bool = False
 
     def __init__(self, config: Any, classes: list[str]) -> None:
         self.config = config

@@ -166,7 +166,8 @@ class TrainingSet:
         """
         areas = self.object_areas_px(whole_only=True)
         limits = []
-        for name, few in zip(self.class_names, self.few_examples(), strict=True):
+        few_examples = _few_examples(areas, self.class_names)
+        for name, few in zip(self.class_names, few_examples, strict=True):
             if not areas[name].size:
                 limits.append(1.0)
                 continue
@@ -177,8 +178,7 @@ class TrainingSet:
     def few_examples(self) -> list[bool]:
         """Per class: fewer than ``MANY_EXAMPLES`` whole labelled objects, too few to show
         the class's range of sizes and brightness."""
-        areas = self.object_areas_px(whole_only=True)
-        return [areas[name].size < MANY_EXAMPLES for name in self.class_names]
+        return _few_examples(self.object_areas_px(whole_only=True), self.class_names)
 
     def object_areas_px(self, whole_only: bool = False) -> dict[str, np.ndarray]:
         """Pixel areas of the labelled objects (inside boxes) per class.
@@ -323,3 +323,8 @@ def centre_distance(labels: np.ndarray, ids: np.ndarray | None = None) -> np.nda
             view = out[rows, cols]
             view[region] = (distance[region] / peak).astype(np.float32)
     return out
+
+
+def _few_examples(areas: dict[str, np.ndarray], class_names: list[str]) -> list[bool]:
+    """The rule of :meth:`TrainingSet.few_examples` on areas already counted."""
+    return [areas[name].size < MANY_EXAMPLES for name in class_names]
