@@ -84,35 +84,52 @@ def d_error_by_size(pred: Any, truth: Any, class_name: str) -> dict[str, Any]:
     return bins
 
 
-def _train(engine: str, labels: Path, model_dir: Path, minutes: float | None) -> Any:
+def _train(engine: str, labels: Path, model_dir: Path, minutes: float | None, device: str) -> Any:
     if engine in PEERS:
         from benchmarks import peers
 
         # With --minutes every engine gets that budget; without it each keeps its own default
         # (StarDist 240 s, more than the U-Net's 165 s; the forest trains in seconds).
         return peers.train(engine, labels, time_budget_s=60 * minutes if minutes else None)
-    api.train([labels], model_dir, engine=engine, minutes=minutes)
-    return api.load_detector(model_dir)
+    api.train([labels], model_dir, engine=engine, minutes=minutes, device=device)
+    return api.load_detector(model_dir, device=device)
+
+
+def _train_steps(model_dir: Path) -> int | None:
+    """Steps the product engines trained (from ``model.json``; peers save no folder)."""
+    path = model_dir / "model.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))["metrics"].get("train_steps")
 
 
 def run_case(
-    scenario: str, seed: int, engine: str, size_px: int, minutes: float | None, work: Path
+    scenario: str,
+    seed: int,
+    engine: str,
+    size_px: int,
+    minutes: float | None,
+    work: Path,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train on one sample's crops; score on the whole image and on an unseen image."""
     sample = generate(scenario, size_px, seed)
     folder = work / f"{scenario}-{seed}"
     paths = write_sample(sample, folder)
     started = time.perf_counter()
-    detector = _train(engine, paths["labels"], work / f"model-{engine}-{scenario}-{seed}", minutes)
+    model_dir = work / f"model-{engine}-{scenario}-{seed}"
+    detector = _train(engine, paths["labels"], model_dir, minutes, device)
     train_s = time.perf_counter() - started
     record: dict[str, Any] = {
         "scenario": scenario,
         "seed": seed,
         "engine": engine,
+        "device": device,
         "size_px": size_px,
         "labelled_objects": sample.labelled_count,
         "true_objects": sample.truth.count,
         "train_s": round(train_s, 1),
+        "train_steps": _train_steps(model_dir),
     }
     for name, image_sample in (
         ("same", sample),
@@ -139,12 +156,20 @@ def run_case(
     return record
 
 
-def scale_check(work: Path, minutes: float | None) -> dict[str, Any]:
-    """4096² dense image in a fresh process (time, peak RSS) and tiling overhead on 2048²."""
+def scale_check(
+    work: Path, minutes: float | None, device: str = "cpu", reuse: bool = True
+) -> dict[str, Any]:
+    """4096² dense image in a fresh process (time, peak RSS) and tiling overhead on 2048².
+
+    The model is the one this run trained on ``particles`` seed 0 at 2048² (``reuse``: the
+    same labels), else it is trained here.
+    """
     sample = generate("particles", 2048, 0)
-    paths = write_sample(sample, work / "scale-train")
-    model_dir = work / "scale-model"
-    api.train([paths["labels"]], model_dir, engine="unet", minutes=minutes)
+    model_dir = work / "model-unet-particles-0"
+    if not (reuse and (model_dir / "model.json").is_file()):
+        paths = write_sample(sample, work / "scale-train")
+        model_dir = work / "scale-model"
+        api.train([paths["labels"]], model_dir, engine="unet", minutes=minutes, device=device)
     dense = generate("dense", 4096, 0)
     dense_paths = write_sample(dense, work / "dense")
     np.save(work / "dense-truth.npy", dense.truth.labels)
@@ -156,6 +181,7 @@ def scale_check(work: Path, minutes: float | None) -> dict[str, Any]:
             str(model_dir),
             str(dense_paths["image"]),
             str(work / "dense-truth.npy"),
+            device,
         ],
         capture_output=True,
         text=True,
@@ -163,16 +189,19 @@ def scale_check(work: Path, minutes: float | None) -> dict[str, Any]:
     )
     big = json.loads(child.stdout.strip().splitlines()[-1])
     big["true_objects"] = dense.truth.count
-    return {"dense_4096": big, "tiling_2048": tiling_overhead(model_dir, sample.image)}
+    return {
+        "dense_4096": big,
+        "tiling_2048": tiling_overhead(model_dir, sample.image, device),
+    }
 
 
-def tiling_overhead(model_dir: Path, image: np.ndarray) -> dict[str, float]:
+def tiling_overhead(model_dir: Path, image: np.ndarray, device: str = "cpu") -> dict[str, float]:
     """Bare forward on the tiles vs tiled maps (stitching) vs the whole detection."""
     from pipelines.detection.base import DetectOptions
     from pipelines.detection.data import normalise
     from pipelines.detection.tiling import predict_maps_tiled, tile_grid
 
-    detector = api.load_detector(model_dir)
+    detector = api.load_detector(model_dir, device=device)
     options = DetectOptions()
     normalised = normalise(image, detector.invert)
     tiles = tile_grid(*image.shape, options.tile_px, detector.config.overlap_px)
@@ -204,7 +233,7 @@ def tiling_overhead(model_dir: Path, image: np.ndarray) -> dict[str, float]:
     }
 
 
-def child_predict(model_dir: str, image_path: str, truth_path: str) -> None:
+def child_predict(model_dir: str, image_path: str, truth_path: str, device: str) -> None:
     """Run in a fresh process: load, detect, report time and peak RSS as one JSON line."""
     import resource
 
@@ -212,13 +241,13 @@ def child_predict(model_dir: str, image_path: str, truth_path: str) -> None:
     from pipelines.imaging import load_image
 
     pixels = load_image(image_path).pixels
-    detector = api.load_detector(model_dir)
+    detector = api.load_detector(model_dir, device=device)
     started = time.perf_counter()
     detections = api.detect(detector, pixels)
     detect_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        api.predict(Path(model_dir), [Path(image_path)], Path(out))
+        api.predict(Path(model_dir), [Path(image_path)], Path(out), device=device)
         predict_s = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     truth_labels = np.load(truth_path)
@@ -302,11 +331,25 @@ def summary(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: str, records: list[dict[str, Any]], scale: dict[str, Any] | None) -> None:
+def _machine(device: str, threads: int) -> dict[str, Any]:
+    machine: dict[str, Any] = {"platform": platform.platform(), "threads": threads}
+    if device.startswith("cuda"):
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        machine["torch"] = torch.__version__
+    else:
+        machine["note"] = "shared 2-core CPU" if threads <= 2 else "CPU"
+    return machine
+
+
+def _write(
+    path: str, records: list[dict[str, Any]], scale: dict[str, Any] | None, machine: dict
+) -> None:
     """Write the JSON after every case so a long run leaves usable partial results."""
     output = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": 2, "note": "shared 2-core CPU"},
+        "machine": machine,
         "records": records,
         "scale": scale,
     }
@@ -327,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         help="training time cap per run (default: each engine's own budget)",
     )
     parser.add_argument("--scale", action="store_true", help="add the 4096² and tiling checks")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training and inference)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="CPU threads for torch (the CI machine has 2)"
+    )
     parser.add_argument("--output", default=str(RESULTS / "detection.json"))
-    parser.add_argument("--child-predict", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-predict", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_predict:
         child_predict(*args.child_predict)
@@ -336,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    machine = _machine(args.device, args.threads)
     records = []
     with tempfile.TemporaryDirectory(prefix="nocode-bench-") as tmp:
         work = Path(tmp)
@@ -344,12 +392,16 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 for engine in args.engines:
                     log.info("running %s seed %d with %s", scenario, seed, engine)
-                    record = run_case(scenario, seed, engine, args.size, args.minutes, work)
+                    record = run_case(
+                        scenario, seed, engine, args.size, args.minutes, work, args.device
+                    )
                     records.append(record)
                     print(table([record]).splitlines()[-1], flush=True)
-                    _write(args.output, records, None)
-        scale = scale_check(work, args.minutes) if args.scale else None
-    _write(args.output, records, scale)
+                    _write(args.output, records, None, machine)
+        scale = None
+        if args.scale:
+            scale = scale_check(work, args.minutes, args.device, reuse=args.size == 2048)
+    _write(args.output, records, scale, machine)
     print()
     print(table(records))
     print()
