@@ -88,14 +88,15 @@ def resolve_device(requested: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``; a missing GPU is an error."""
     import torch
 
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
+    from pipelines.tasks import resolve_device as pick_device
+
+    device = pick_device(requested)
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInput(
             f"the job asks for device {requested!r} but this worker has no usable GPU; "
             "resubmit with device 'auto' or 'cpu', or run it on a GPU worker"
         )
-    return requested
+    return device
 
 
 def _is_finite(value: float | None) -> bool:

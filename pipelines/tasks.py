@@ -28,6 +28,16 @@ def _engine_api(task: str) -> Any:
     return api
 
 
+def resolve_device(requested: str) -> str:
+    """``"auto"`` is ``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``; other names are kept
+    (the engines check them and say what to do when the GPU is missing)."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def train_model(
     task: str,
     inputs: Sequence[PathLike],
@@ -42,14 +52,14 @@ def train_model(
     """Train a model of ``task`` from ``inputs`` and write its folder to ``out_dir``.
 
     ``config`` holds overrides of the engine's dataclass config (unknown keys are an error);
-    ``minutes`` caps the training time.
+    ``minutes`` caps the training time; ``device`` is "cpu", "cuda" or "auto".
     """
     return _engine_api(task).train(
         [Path(p) for p in inputs],
         Path(out_dir),
         engine=engine,
         config=config,
-        device=device,
+        device=resolve_device(device),
         minutes=minutes,
         progress=progress,
     )
@@ -64,13 +74,16 @@ def predict(
     options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[Path]:
-    """Apply a trained model to images (files or folders); return the files written."""
+    """Apply a trained model to images (files or folders); return the files written.
+
+    ``device`` is "cpu", "cuda" or "auto".
+    """
     info = read_model_info(model_dir)
     return _engine_api(info.task).predict(
         Path(model_dir),
         [Path(p) for p in inputs],
         Path(out_dir),
-        device=device,
+        device=resolve_device(device),
         options=options,
         progress=progress,
     )

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--device", default="auto", help="auto (the GPU if there is one), cpu or cuda"
+    )
     parser.add_argument(
         "--set",
         action="append",

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", default=None, help="engine name (default: the task's default)")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--device", default="auto", help="auto (the GPU if there is one), cpu or cuda"
+    )
     parser.add_argument(
         "--set",
         action="append",

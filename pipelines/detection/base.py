@@ -143,7 +143,9 @@ def report_train_step(
     if context.progress is None:
         return
     rate = (time.monotonic() - started) / step
-    total = max_steps or max(step, round(budget_s / rate))
+    total = max(step, round(budget_s / rate))  # steps the time budget allows
+    if max_steps:
+        total = min(total, max_steps)
     context.progress(
         Progress(
             stage="train",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,32 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert "nocode-ml" in result.stdout
+
+
+def test_auto_device_is_the_gpu_only_when_torch_sees_one() -> None:
+    import torch
+
+    from pipelines.tasks import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("cuda:1") == "cuda:1"  # kept; the engine says if it is missing
+
+
+def test_train_and_predict_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's two commands with their defaults (``--device auto``), tiny network."""
+    assert main(["synth", str(tmp_path / "s"), "--size", "192", "--seed", "1"]) == 0
+    tiny = ["channels=[4,8]", "patch_px=32", "batch_size=2", "max_steps=4"]
+    train = ["train", str(tmp_path / "s" / "labels.json"), "--task", "detect"]
+    train += ["--out", str(tmp_path / "model"), "--minutes", "1"]
+    assert main(train + [arg for item in tiny for arg in ("--set", item)]) == 0
+    info = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert info["engine"] == "unet" and info["metrics"]["train_steps"] == 4
+    out = tmp_path / "found"
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "s"), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    # the image is copied beside its LabelMe file so that labelme opens the pair
+    assert names == ["image.json", "image.tif", "image_overlay.png", "image_stats.csv"]
+    assert f"wrote 3 files to {out}" in capsys.readouterr().out  # the outputs

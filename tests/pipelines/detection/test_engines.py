@@ -181,3 +181,22 @@ def test_unet_trains_in_bfloat16_and_records_the_arithmetic(tmp_path, tiny_unet_
     assert bf16["final_loss"] != fp32["final_loss"]
     detections = api.detect(api.load_detector(tmp_path / "bf16"), sample.pixels)
     assert detections.instances.labels.shape == (96, 96)
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "expected_total"),
+    [(0, 100), (3000, 100), (40, 40)],  # no cap; cap beyond the budget's reach; cap first
+)
+def test_training_progress_total_is_what_ends_first(max_steps, expected_total):
+    """10 steps in 1 s of a 10 s budget: the budget allows ~100 steps, unless capped lower."""
+    import time
+
+    from pipelines.detection.base import TrainContext, report_train_step
+
+    events = []
+    context = TrainContext(progress=events.append)
+    report_train_step(context, 10, [1.0] * 10, time.monotonic() - 1.0, 10.0, max_steps, 5)
+    (event,) = events
+    assert event.stage == "train" and event.done == 10
+    assert event.total == pytest.approx(expected_total, rel=0.05)
+    assert event.eta_s == pytest.approx((expected_total - 10) * 0.1, rel=0.1)
