@@ -1,0 +1,26 @@
+"""Which engine each training preset of the Train page runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.detection.maskrcnn import COCO_WEIGHTS_FILE, WEIGHTS_ENV
+from streamlit_app import services
+
+
+def test_accurate_objects_use_mask_rcnn_only_with_its_coco_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accurate, quick = services.preset("accurate"), services.preset("quick")
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert services.preset_engine(accurate, "detect") is None  # the default engine
+    assert services.preset_engine(accurate, "classify") == "convnext"
+    assert services.preset_engine(quick, "detect") is None
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    assert services.preset_engine(accurate, "detect") is None  # folder without the file
+    (tmp_path / COCO_WEIGHTS_FILE).write_bytes(b"baked into the GPU image")
+    assert services.preset_engine(accurate, "detect") == "maskrcnn"
+    assert services.preset_engine(quick, "detect") is None
