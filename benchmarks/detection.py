@@ -269,7 +269,7 @@ def child_predict(model_dir: str, image_path: str, truth_path: str, device: str)
     )
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
@@ -287,12 +287,12 @@ def table(records: list[dict[str, Any]]) -> str:
         u_particle, u_site = unseen.get("particle", {}), unseen.get("single_site", {})
         lines.append(
             f"| {r['scenario']} | {r['seed']} | {r['engine']} | {r['train_s']:.0f} "
-            f"| {r['same']['infer_s']:.1f} | {_fmt(particle.get('f1'))} "
-            f"| {_fmt(particle.get('mean_abs_d_error_pct'), 1)} "
-            f"| {_fmt(particle.get('median_abs_d_error_pct'), 1)} "
-            f"| {_fmt(particle.get('d_bias_pct'), 1)} | {_fmt(site.get('f1'))} "
-            f"| {_fmt(u_particle.get('f1'))} | {_fmt(u_particle.get('mean_abs_d_error_pct'), 1)} "
-            f"| {_fmt(u_site.get('f1'))} |"
+            f"| {r['same']['infer_s']:.1f} | {fmt(particle.get('f1'))} "
+            f"| {fmt(particle.get('mean_abs_d_error_pct'), 1)} "
+            f"| {fmt(particle.get('median_abs_d_error_pct'), 1)} "
+            f"| {fmt(particle.get('d_bias_pct'), 1)} | {fmt(site.get('f1'))} "
+            f"| {fmt(u_particle.get('f1'))} | {fmt(u_particle.get('mean_abs_d_error_pct'), 1)} "
+            f"| {fmt(u_site.get('f1'))} |"
         )
     return "\n".join(lines)
 
@@ -320,24 +320,28 @@ def summary(records: list[dict[str, Any]]) -> str:
 
     for (scenario, engine), rows in groups.items():
         lines.append(
-            f"| {scenario} | {engine} | {len(rows)} | {_fmt(mean(rows, 'train_s'), 0)} "
-            f"| {_fmt(mean(rows, 'same', 'infer_s'), 1)} "
-            f"| {_fmt(mean(rows, 'same', 'scores', 'particle', 'f1'))} "
-            f"| {_fmt(mean(rows, 'same', 'scores', 'particle', 'mean_abs_d_error_pct'), 1)} "
-            f"| {_fmt(mean(rows, 'same', 'scores', 'single_site', 'f1'))} "
-            f"| {_fmt(mean(rows, 'unseen', 'scores', 'particle', 'f1'))} "
-            f"| {_fmt(mean(rows, 'unseen', 'scores', 'single_site', 'f1'))} |"
+            f"| {scenario} | {engine} | {len(rows)} | {fmt(mean(rows, 'train_s'), 0)} "
+            f"| {fmt(mean(rows, 'same', 'infer_s'), 1)} "
+            f"| {fmt(mean(rows, 'same', 'scores', 'particle', 'f1'))} "
+            f"| {fmt(mean(rows, 'same', 'scores', 'particle', 'mean_abs_d_error_pct'), 1)} "
+            f"| {fmt(mean(rows, 'same', 'scores', 'single_site', 'f1'))} "
+            f"| {fmt(mean(rows, 'unseen', 'scores', 'particle', 'f1'))} "
+            f"| {fmt(mean(rows, 'unseen', 'scores', 'single_site', 'f1'))} |"
         )
     return "\n".join(lines)
 
 
-def _machine(device: str, threads: int) -> dict[str, Any]:
-    machine: dict[str, Any] = {"platform": platform.platform(), "threads": threads}
-    if device.startswith("cuda"):
-        import torch
+def machine_info(device: str, threads: int) -> dict[str, Any]:
+    """Where a benchmark ran: platform, torch, the GPU's name or a note on the CPU."""
+    import torch
 
+    machine: dict[str, Any] = {
+        "platform": platform.platform(),
+        "threads": threads,
+        "torch": torch.__version__,
+    }
+    if device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        machine["torch"] = torch.__version__
     else:
         machine["note"] = "shared 2-core CPU" if threads <= 2 else "CPU"
     return machine
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    machine = _machine(args.device, args.threads)
+    machine = machine_info(args.device, args.threads)
     records = []
     with tempfile.TemporaryDirectory(prefix="nocode-bench-") as tmp:
         work = Path(tmp)

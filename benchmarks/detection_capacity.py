@@ -29,6 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.detection import fmt, machine_info  # noqa: E402
+from pipelines.detection.unet import UNetConfig  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_VARIANTS = ("16-32-64:1500", "16-32-64:6000", "32-64-128:6000", "32-64-128-256:6000")
 UNSEEN_SEED_OFFSET = 1000
@@ -102,10 +105,6 @@ def run_all(
     return sorted(records, key=lambda r: (r["seed"], r["channels"], r["steps"]))
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
 def table(records: list[dict[str, Any]]) -> str:
     """Markdown table: one row per (seed, variant)."""
     lines = [
@@ -117,23 +116,12 @@ def table(records: list[dict[str, Any]]) -> str:
         same, unseen = r["same"], r["unseen"]
         lines.append(
             f"| {r['seed']} | {r['channels']} | {r['steps']} | {r['train_s']:.0f} "
-            f"| {_pct(r['crop_d_error_pct'])} | {same['f1']:.3f} "
-            f"| {_pct(same['mean_abs_d_error_pct'])} | {_pct(same['median_abs_d_error_pct'])} "
-            f"| {_pct(same['d_bias_pct'])} | {unseen['f1']:.3f} "
-            f"| {_pct(unseen['mean_abs_d_error_pct'])} |"
+            f"| {fmt(r['crop_d_error_pct'], 2)} | {same['f1']:.3f} "
+            f"| {fmt(same['mean_abs_d_error_pct'], 2)} | {fmt(same['median_abs_d_error_pct'], 2)} "
+            f"| {fmt(same['d_bias_pct'], 2)} | {unseen['f1']:.3f} "
+            f"| {fmt(unseen['mean_abs_d_error_pct'], 2)} |"
         )
     return "\n".join(lines)
-
-
-def _machine(device: str) -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    machine: dict[str, Any] = {"platform": platform.platform(), "torch": torch.__version__}
-    if device.startswith("cuda"):
-        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return machine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     records = run_all(args.seeds, args.variants, args.device, max(1, args.parallel))
     output = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": _machine(args.device),
+        "machine": machine_info(args.device, UNetConfig.threads),
         "records": records,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import peers  # noqa: E402
+from benchmarks.detection import fmt  # noqa: E402
 from pipelines.evaluation import evaluate_instances, region_mask  # noqa: E402
 from pipelines.fileio import atomic_write_json  # noqa: E402
 from pipelines.formats.masks import InstanceMasks  # noqa: E402
@@ -117,10 +118,6 @@ def run_case(
     return record
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def table(records: list[dict[str, Any]]) -> str:
     """Markdown table, one row per (scenario, seed, peer, class)."""
     lines = [
@@ -136,10 +133,10 @@ def table(records: list[dict[str, Any]]) -> str:
             other = r["unseen"]["scores"].get(name, {})
             lines.append(
                 f"| {r['scenario']} | {r['seed']} | {r['engine']} | {name} | {r['train_s']:.0f} "
-                f"| {r['same']['infer_s']:.1f} | {_fmt(same['f1'])} | {_fmt(held.get('f1'))} "
-                f"| {_fmt(other.get('f1'))} | {_fmt(same['mean_abs_d_error_pct'], 1)} "
-                f"| {_fmt(same['d_bias_pct'], 1)} | {_fmt(other.get('mean_abs_d_error_pct'), 1)} "
-                f"| {_fmt(other.get('d_bias_pct'), 1)} |"
+                f"| {r['same']['infer_s']:.1f} | {fmt(same['f1'])} | {fmt(held.get('f1'))} "
+                f"| {fmt(other.get('f1'))} | {fmt(same['mean_abs_d_error_pct'], 1)} "
+                f"| {fmt(same['d_bias_pct'], 1)} | {fmt(other.get('mean_abs_d_error_pct'), 1)} "
+                f"| {fmt(other.get('d_bias_pct'), 1)} |"
             )
     return "\n".join(lines)
 
