@@ -21,6 +21,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.detection import api  # noqa: E402
 from pipelines.evaluation import evaluate_instances  # noqa: E402
+from pipelines.fileio import atomic_write_json  # noqa: E402
 from pipelines.synthetic import generate, write_sample  # noqa: E402
 
 log = logging.getLogger("benchmarks.detection")
@@ -166,7 +168,8 @@ def scale_check(
     """
     sample = generate("particles", 2048, 0)
     model_dir = work / "model-unet-particles-0"
-    if not (reuse and (model_dir / "model.json").is_file()):
+    reused = reuse and (model_dir / "model.json").is_file()
+    if not reused:
         paths = write_sample(sample, work / "scale-train")
         model_dir = work / "scale-model"
         api.train([paths["labels"]], model_dir, engine="unet", minutes=minutes, device=device)
@@ -190,6 +193,7 @@ def scale_check(
     big = json.loads(child.stdout.strip().splitlines()[-1])
     big["true_objects"] = dense.truth.count
     return {
+        "model": "the particles seed-0 model of this run" if reused else "trained for this check",
         "dense_4096": big,
         "tiling_2048": tiling_overhead(model_dir, sample.image, device),
     }
@@ -337,18 +341,20 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
 
     machine: dict[str, Any] = {
         "platform": platform.platform(),
+        "cpus": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
     }
     if device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    else:
-        machine["note"] = "shared 2-core CPU" if threads <= 2 else "CPU"
     return machine
 
 
 def _write(
-    path: str, records: list[dict[str, Any]], scale: dict[str, Any] | None, machine: dict
+    path: str,
+    records: list[dict[str, Any]],
+    scale: dict[str, Any] | None,
+    machine: dict[str, Any],
 ) -> None:
     """Write the JSON after every case so a long run leaves usable partial results."""
     output = {
@@ -358,7 +364,7 @@ def _write(
         "scale": scale,
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(path, output)
 
 
 def main(argv: list[str] | None = None) -> int:

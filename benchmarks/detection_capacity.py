@@ -7,7 +7,8 @@ the training crops). A variant is ``CHANNELS:STEPS``, e.g. ``32-64-128:6000``.
 
 Each run is its own process and several run at once: the patch sampler is single-threaded CPU
 work, so on a GPU machine with many cores parallel runs keep the GPU busy. On the 2-core CI
-machine use ``--parallel 1`` (each 6000-step run then takes about 10 minutes). On a GPU::
+machine use ``--parallel 1`` (a 6000-step run of the default 16-32-64 net then takes about 11
+minutes, the wider nets several times longer). On a GPU::
 
     python benchmarks/detection_capacity.py --device cuda --parallel 8 \\
         --output benchmarks/results/detection-capacity-cuda.json
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.detection import fmt, machine_info  # noqa: E402
 from pipelines.detection.unet import UNetConfig  # noqa: E402
+from pipelines.fileio import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_VARIANTS = ("16-32-64:1500", "16-32-64:6000", "32-64-128:6000", "32-64-128-256:6000")
@@ -83,25 +86,37 @@ def _parse_variant(text: str) -> tuple[str, int]:
 
 
 def run_all(
-    seeds: list[int], variants: list[tuple[str, int]], device: str, parallel: int
+    seeds: list[int],
+    variants: list[tuple[str, int]],
+    device: str,
+    parallel: int,
+    on_record: Callable[[list[dict[str, Any]]], None],
 ) -> list[dict[str, Any]]:
-    """Run every (seed, variant) in child processes, ``parallel`` at a time."""
+    """Run every (seed, variant) in child processes, ``parallel`` at a time; ``on_record``
+    sees the records so far after each run (for partial results)."""
     jobs = [(seed, channels, steps) for seed in seeds for channels, steps in variants]
-    records, running = [], []
-    while jobs or running:
-        while jobs and len(running) < parallel:
-            seed, channels, steps = jobs.pop(0)
-            command = [sys.executable, __file__, "--child", str(seed), channels, str(steps)]
-            command += ["--device", device]
-            running.append(
-                subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
-            )
-        process = running.pop(0)
-        stdout, _ = process.communicate()
-        if process.returncode:
-            raise RuntimeError(f"{' '.join(process.args)} failed ({process.returncode})")
-        records.append(json.loads(stdout.strip().splitlines()[-1]))
-        print(table([records[-1]]).splitlines()[-1], flush=True)
+    records: list[dict[str, Any]] = []
+    running: list[subprocess.Popen] = []
+    try:
+        while jobs or running:
+            while jobs and len(running) < parallel:
+                seed, channels, steps = jobs.pop(0)
+                command = [sys.executable, __file__, "--child", str(seed), channels, str(steps)]
+                command += ["--device", device]
+                running.append(
+                    subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
+                )
+            process = running.pop(0)
+            stdout, _ = process.communicate()
+            if process.returncode:
+                raise RuntimeError(f"{' '.join(process.args)} failed ({process.returncode})")
+            records.append(json.loads(stdout.strip().splitlines()[-1]))
+            print(table([records[-1]]).splitlines()[-1], flush=True)
+            on_record(records)
+    finally:
+        for process in running:  # a failed or interrupted run stops the others
+            process.kill()
+            process.wait()
     return sorted(records, key=lambda r: (r["seed"], r["channels"], r["steps"]))
 
 
@@ -142,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         seed, channels, steps = args.child
         print(json.dumps(run_variant(int(seed), channels, int(steps), args.device)), flush=True)
         return 0
-    records = run_all(args.seeds, args.variants, args.device, max(1, args.parallel))
-    output = {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": machine_info(args.device, UNetConfig.threads),
-        "records": records,
-    }
+    machine = machine_info(args.device, UNetConfig.threads)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+
+    def write(records: list[dict[str, Any]]) -> None:
+        command = " ".join(["python", *sys.argv])
+        atomic_write_json(args.output, {"command": command, "machine": machine, "records": records})
+
+    records = run_all(args.seeds, args.variants, args.device, max(1, args.parallel), write)
+    write(records)
     print()
     print(table(records))
     return 0

@@ -88,7 +88,7 @@ def resolve_device(requested: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``; a missing GPU is an error."""
     import torch
 
-    from pipelines.tasks import resolve_device as pick_device
+    from pipelines.devices import resolve_device as pick_device
 
     device = pick_device(requested)
     if device.startswith("cuda") and not torch.cuda.is_available():

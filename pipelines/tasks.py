@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifact import TASKS, read_model_info
+from pipelines.devices import resolve_device
 from pipelines.errors import InvalidInput
 from pipelines.progress import ProgressCallback
 
@@ -26,16 +27,6 @@ def _engine_api(task: str) -> Any:
     else:
         raise InvalidInput(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     return api
-
-
-def resolve_device(requested: str) -> str:
-    """``"auto"`` is ``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``; other names are kept
-    (the engines check them and say what to do when the GPU is missing)."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def train_model(

@@ -250,16 +250,17 @@ def preset(key: str) -> Preset:
     return next(p for p in PRESETS if p.key == key)
 
 
-def preset_engine(chosen: Preset, task: str) -> str | None:
-    """The engine a preset trains for ``task``.
+def preset_engine(chosen: Preset, task: str, launcher: str) -> str | None:
+    """The engine a preset trains for ``task`` when jobs are started by ``launcher``.
 
     Mask R-CNN only pays with its COCO weights: from scratch it found particles at F1 0.83
     after a minute on an H200 GPU, the default U-Net at 0.98
-    (``benchmarks/results/detection-cuda.json``). Without the weights file where the jobs
-    run (this app's image shares the worker's weights folder) the default engine is used.
+    (``benchmarks/results/detection-cuda.json``). Jobs of the local launcher run beside the
+    app, so its weights folder is theirs: without the file there, the default engine is used.
+    Other launchers run the GPU image, whose build checks that the weights are baked in.
     """
     engine = chosen.engine[task]
-    if engine == "maskrcnn":
+    if engine == "maskrcnn" and launcher == "local":
         from pipelines.detection.maskrcnn import MaskRCNNConfig, coco_weights
 
         if coco_weights(MaskRCNNConfig()) is None:
@@ -323,7 +324,7 @@ def submit_training(project_id: str, preset_key: str, minutes: float) -> str:
         status = job_client().submit_training(
             project.task,
             [root],
-            engine=engine or preset_engine(chosen, project.task),
+            engine=engine or preset_engine(chosen, project.task, settings().launcher),
             config=config,
             device=chosen.device,
             minutes=minutes,

@@ -22,7 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", choices=("detect", "classify"), default="detect")
     parser.add_argument("--engine", default=None, help="engine name (default: the task's default)")
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR")
-    parser.add_argument("--minutes", type=float, default=None, help="training time budget")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="training time budget (the detector also stops after 3000 steps; "
+        "--set max_steps=0 lifts that)",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto (the GPU if there is one), cpu or cuda"
     )

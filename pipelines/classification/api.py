@@ -48,6 +48,7 @@ from pipelines.classification.preprocess import (
     to_model_input,
 )
 from pipelines.classification.samples import Sample, SkippedFile, prepare_sample, unpacked_inputs
+from pipelines.devices import torch_device
 from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
 from pipelines.fileio import atomic_write_json, atomic_write_text
 from pipelines.options import reject_unknown_options
@@ -67,20 +68,7 @@ def _setup_torch(device: str) -> Any:
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    name = str(device or "cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput(f"device '{name}' was asked for but no GPU is available; use cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError as error:
-        raise InvalidInput(f"unknown device '{name}'; use cpu, cuda or cuda:N") from error
-    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise InvalidInput(
-            f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
-        )
-    return resolved
+    return torch_device(device)
 
 
 def train(

@@ -32,6 +32,7 @@ from pipelines.detection.base import (
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import TileInstances, iterate_tiles, merge_tile_instances
+from pipelines.devices import torch_device
 from pipelines.errors import InvalidInput, ModelError
 from pipelines.formats.masks import InstanceMasks
 
@@ -232,21 +233,13 @@ class MaskRCNNDetector(Detector):
         return {"backbone": self.backbone, "invert": self.invert}
 
 
-def _device(name: str) -> Any:
-    import torch
-
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput("device 'cuda' was asked for but no GPU is available; use --device cpu")
-    return torch.device(name)
-
-
 def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> MaskRCNNDetector:
     """Fine-tune from COCO weights when available, else train ResNet-18-FPN from scratch."""
     import torch
 
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
     torch.manual_seed(config.seed)
-    device = _device(context.device)
+    device = torch_device(context.device)
     weights = coco_weights(config) if config.backbone in ("auto", "resnet50_fpn_v2") else None
     backbone = config.backbone
     if backbone == "auto":
@@ -323,7 +316,12 @@ def load(
             f"the weights do not fit the saved Mask R-CNN ({error}); train again"
         ) from error
     return MaskRCNNDetector(
-        config, classes, network, backbone, bool(extra.get("invert", False)), str(_device(device))
+        config,
+        classes,
+        network,
+        backbone,
+        bool(extra.get("invert", False)),
+        str(torch_device(device)),
     )
 
 

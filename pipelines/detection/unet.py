@@ -40,7 +40,8 @@ from pipelines.detection.postprocess import (
 )
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import pad_to_multiple, predict_maps_tiled
-from pipelines.errors import InvalidInput, ModelError
+from pipelines.devices import torch_device
+from pipelines.errors import ModelError
 from pipelines.progress import StageTimer
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,10 @@ class UNetConfig:
     weight_decay: float = 1e-4
     train_seconds: float = 165.0
     # The 2-core benchmark CPU runs ~1500 steps in the budget; a GPU would run 6000-9000.
-    # 6000 steps (or 2x wider, or 4-level nets) were not more accurate than 1500 on particles
-    # seeds 0-1 (benchmarks/detection_capacity.py on an H200: F1 within +-0.01, mean |D error|
-    # 3.5-4.3 % either way), so a GPU stops after ~1 minute instead of 3.
+    # Against 1500 steps, 6000 steps (also 2x wider or 4-level nets) changed F1 by +0.009 to
+    # +0.013 on particles seed 0 and -0.006 to +0.004 on seed 1, and mean |D error| stayed
+    # 3.5-4.3 % (benchmarks/detection_capacity.py on an H200). 3000, between the two, lets
+    # a GPU stop after a minute or two instead of 3.
     max_steps: int = 3000
     warmup_steps: int = 20
     seed: int = 0
@@ -164,16 +166,6 @@ def build_network(config: UNetConfig, n_classes: int) -> Any:
             return self.head(x)
 
     return UNet()
-
-
-def _device(name: str) -> Any:
-    import torch
-
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput("device 'cuda' was asked for but no GPU is available; use --device cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise InvalidInput(f"unknown device {name!r}; use 'cpu' or 'cuda'")
-    return torch.device(name)
 
 
 def use_bfloat16(precision: str, device: Any) -> bool:
@@ -393,7 +385,7 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
 
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
     torch.manual_seed(config.seed)
-    device = _device(context.device)
+    device = torch_device(context.device)
     invert = objects_are_dark(data)
     sampler = PatchSampler(data, config.patch_px, invert, config.augment, seed=config.seed)
     network = build_network(config, len(data.class_names)).to(device)
@@ -646,7 +638,7 @@ def load(
         bool(extra.get("invert", False)),
         params,
         [float(a) for a in min_area],
-        device=str(_device(device)),
+        device=str(torch_device(device)),
     )
 
 

@@ -54,16 +54,6 @@ def test_module_entry_point_runs() -> None:
     assert "nocode-ml" in result.stdout
 
 
-def test_auto_device_is_the_gpu_only_when_torch_sees_one() -> None:
-    import torch
-
-    from pipelines.tasks import resolve_device
-
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("cuda:1") == "cuda:1"  # kept; the engine says if it is missing
-
-
 def test_train_and_predict_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,12 +15,18 @@ def test_accurate_objects_use_mask_rcnn_only_with_its_coco_weights(
 ) -> None:
     accurate, quick = services.preset("accurate"), services.preset("quick")
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    assert services.preset_engine(accurate, "detect") is None  # the default engine
-    assert services.preset_engine(accurate, "classify") == "convnext"
-    assert services.preset_engine(quick, "detect") is None
+    assert services.preset_engine(accurate, "detect", "local") is None  # the default engine
+    assert services.preset_engine(accurate, "classify", "local") == "convnext"
+    assert services.preset_engine(quick, "detect", "local") is None
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
-    assert services.preset_engine(accurate, "detect") is None  # folder without the file
+    assert services.preset_engine(accurate, "detect", "local") is None  # folder without the file
     (tmp_path / COCO_WEIGHTS_FILE).write_bytes(b"baked into the GPU image")
-    assert services.preset_engine(accurate, "detect") == "maskrcnn"
-    assert services.preset_engine(quick, "detect") is None
+    assert services.preset_engine(accurate, "detect", "local") == "maskrcnn"
+    assert services.preset_engine(quick, "detect", "local") is None
+
+
+def test_jobs_on_the_gpu_image_keep_mask_rcnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS Batch runs the image whose build checks the weights; the app's folder is not theirs."""
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert services.preset_engine(services.preset("accurate"), "detect", "batch") == "maskrcnn"

@@ -199,3 +199,14 @@ def test_predicted_json_carries_calibration_and_model_for_statistics(
     assert metadata["model"]["engine"] and metadata["model"]["sha256"]
     result = stats_from_labelme(json_path)
     assert result.run_card["models"]["image.tif"]["id"] == tiny_model.name
+
+
+def test_auto_device_trains_and_a_missing_gpu_is_a_clear_error(
+    labelled, tmp_path, tiny_unet_config
+):
+    model = api.train([labelled[1]], tmp_path / "m", config=tiny_unet_config, device="auto")
+    detector = api.load_detector(model, device="auto")
+    assert str(detector.device) == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInput, match="no GPU is available; use cpu"):
+            api.load_detector(model, device="cuda")
