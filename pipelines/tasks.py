@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifact import TASKS, read_model_info
-from pipelines.devices import resolve_device
 from pipelines.errors import InvalidInput
 from pipelines.progress import ProgressCallback
 
@@ -43,14 +42,15 @@ def train_model(
     """Train a model of ``task`` from ``inputs`` and write its folder to ``out_dir``.
 
     ``config`` holds overrides of the engine's dataclass config (unknown keys are an error);
-    ``minutes`` caps the training time; ``device`` is "cpu", "cuda" or "auto".
+    ``minutes`` caps the training time; ``device`` is "cpu", "cuda" or "auto"
+    (:mod:`pipelines.devices`, applied by the engines).
     """
     return _engine_api(task).train(
         [Path(p) for p in inputs],
         Path(out_dir),
         engine=engine,
         config=config,
-        device=resolve_device(device),
+        device=device,
         minutes=minutes,
         progress=progress,
     )
@@ -67,14 +67,15 @@ def predict(
 ) -> list[Path]:
     """Apply a trained model to images (files or folders); return the files written.
 
-    ``device`` is "cpu", "cuda" or "auto".
+    ``device`` is "cpu", "cuda" or "auto"
+    (:mod:`pipelines.devices`, applied by the engines).
     """
     info = read_model_info(model_dir)
     return _engine_api(info.task).predict(
         Path(model_dir),
         [Path(p) for p in inputs],
         Path(out_dir),
-        device=resolve_device(device),
+        device=device,
         options=options,
         progress=progress,
     )
