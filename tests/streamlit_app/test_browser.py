@@ -194,7 +194,9 @@ def _label_the_sample(page, shot, server) -> None:
     page.get_by_role("button", name="Try the sample").click()
     page.get_by_text(re.compile("Label — Sample")).wait_for(timeout=30000)
     canvas = page.locator(f"{_keyed('overview_')} canvas.upper-canvas")
-    # While a rerun bumps the overview's revision, the stale canvas stays until it ends.
+    # While a rerun bumps the overview's revision, the stale canvas stays until it ends, and
+    # the first runs after opening the sample follow each other: let them finish first.
+    _settled(page)
     expect(canvas).to_have_count(1, timeout=20000)
     expect(canvas).to_be_visible(timeout=20000)
     _canvas_still(page, canvas)
