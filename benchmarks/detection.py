@@ -254,6 +254,7 @@ def child_predict(model_dir: str, image_path: str, truth_path: str, device: str)
         api.predict(Path(model_dir), [Path(image_path)], Path(out), device=device)
         predict_s = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    outputs_s = output_stage_seconds(detections, pixels)
     truth_labels = np.load(truth_path)
     truth = InstanceMasks(truth_labels, np.ones(int(truth_labels.max()), np.int32), ["particle"])
     result = evaluate_instances(detections.instances, truth, compute_ap=False)
@@ -263,6 +264,7 @@ def child_predict(model_dir: str, image_path: str, truth_path: str, device: str)
                 "detect_s": round(detect_s, 2),
                 "predict_with_outputs_s": round(predict_s, 2),
                 "timings_s": {k: round(v, 2) for k, v in detections.timings_s.items()},
+                "outputs_s": outputs_s,
                 "ignored_on_scale_bar": detections.ignored_on_scale_bar,
                 "objects": detections.count,
                 "peak_rss_gb": round(peak_gb, 2),
@@ -271,6 +273,28 @@ def child_predict(model_dir: str, image_path: str, truth_path: str, device: str)
             }
         )
     )
+
+
+def output_stage_seconds(detections: Any, pixels: np.ndarray) -> dict[str, float]:
+    """Seconds of each output that ``predict`` writes: outlines, LabelMe JSON, overlay, CSV."""
+    from pipelines.detection import outputs
+    from pipelines.formats.labelme import write_labelme
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        document = outputs.to_document(detections, "image.tif")
+        seconds["outlines"] = time.perf_counter() - started
+        started = time.perf_counter()
+        write_labelme(Path(out) / "image.json", document)
+        seconds["labelme_json"] = time.perf_counter() - started
+        started = time.perf_counter()
+        outputs.write_overlay(Path(out) / "overlay.png", pixels, detections)
+        seconds["overlay_png"] = time.perf_counter() - started
+        started = time.perf_counter()
+        outputs.stats_csv(document, None)
+        seconds["stats_csv"] = time.perf_counter() - started
+    return {name: round(value, 2) for name, value in seconds.items()}
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

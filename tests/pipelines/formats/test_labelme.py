@@ -200,3 +200,16 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
         write_labelme(target, broken)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_each_shape_is_one_line_and_reads_back(tmp_path: Path) -> None:
+    document = _document()
+    document.shapes[1].label = "частица"
+    document.shapes[1].description = 'a "quoted"\nnote'
+    path = write_labelme(tmp_path / "labels.json", document)
+    text = path.read_text(encoding="utf-8")
+    shape_lines = [line for line in text.splitlines() if line.startswith('    {"label": ')]
+    assert len(shape_lines) == len(document.shapes)
+    assert "частица" in text  # written as text, not \u escapes
+    assert json.loads(text) == document.to_dict()
+    assert read_labelme(path).to_dict() == document.to_dict()

@@ -115,3 +115,25 @@ def test_coco_export_loads_in_pycocotools(tmp_path: Path) -> None:
     assert len(annotations) == 3
     square = coco.annToMask(annotations[0])
     assert square.sum() == annotations[0]["area"] == 100
+
+
+def test_outlines_of_many_objects_equal_one_by_one_outlines_and_rasterise_exactly() -> None:
+    labels = np.zeros((90, 90), dtype=np.int32)
+    labels[disk((20, 20), 9, shape=labels.shape)] = 1
+    labels[disk((20, 38), 9, shape=labels.shape)] = 2  # touches 1
+    labels[disk((60, 20), 10, shape=labels.shape)] = 3
+    labels[disk((60, 20), 4, shape=labels.shape)] = 0  # 3 has a hole
+    labels[disk((60, 55), 5, shape=labels.shape)] = 4
+    labels[disk((80, 75), 3, shape=labels.shape)] = 4  # 4 has two parts
+    labels[5, 80] = 5  # one pixel
+    labels[0:3, 60:90] = 6  # on the image border
+    labels[40:42, 70] = 7  # two pixels
+    shapes = instances_to_shapes(labels, np.ones(7, dtype=np.int32), ["particle"])
+    assert len(shapes) == 7
+    for instance, shape in enumerate(shapes, start=1):
+        mask = labels == instance
+        parts, _ = ndimage.label(mask)
+        largest = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
+        filled = ndimage.binary_fill_holes(largest)  # an outline has no holes
+        assert np.array_equal(shape.points, mask_to_polygon(mask))
+        assert np.array_equal(shape_to_mask(shape, 90, 90), filled)
