@@ -47,7 +47,7 @@ PEERS = ("rf", "stardist")  # engines implemented in benchmarks/peers.py, not in
 SIZE_BINS_PX = (0.0, 8.0, 16.0, float("inf"))  # true diameters for the |D error| breakdown
 
 
-def _scores(result: Any) -> dict[str, Any]:
+def score_rows(result: Any) -> dict[str, Any]:
     rows = {"all": result.overall.to_dict()}
     rows.update({row.class_name: row.to_dict() for row in result.per_class})
     return {
@@ -97,7 +97,7 @@ def _train(engine: str, labels: Path, model_dir: Path, minutes: float | None, de
     return api.load_detector(model_dir, device=device)
 
 
-def _train_steps(model_dir: Path) -> int | None:
+def train_steps_of(model_dir: Path) -> int | None:
     """Steps the product engines trained (from ``model.json``; peers save no folder)."""
     path = model_dir / "model.json"
     if not path.is_file():
@@ -131,7 +131,7 @@ def run_case(
         "labelled_objects": sample.labelled_count,
         "true_objects": sample.truth.count,
         "train_s": round(train_s, 1),
-        "train_steps": _train_steps(model_dir),
+        "train_steps": train_steps_of(model_dir),
     }
     for name, image_sample in (
         ("same", sample),
@@ -150,7 +150,7 @@ def run_case(
             "infer_s": round(infer_s, 2),
             "timings_s": {k: round(v, 2) for k, v in detections.timings_s.items()},
             "ignored_on_scale_bar": detections.ignored_on_scale_bar,
-            "scores": _scores(result),
+            "scores": score_rows(result),
             "particle_d_error_by_size": d_error_by_size(
                 detections.instances, image_sample.truth, "particle"
             ),
@@ -301,26 +301,38 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+# Score columns shared by the benchmark tables: the same image, then the unseen one.
+SCORE_HEADER = (
+    "| F1 particle | \\|D err\\| % | median \\|D err\\| % | bias % | F1 site "
+    "| F1 unseen particle | \\|D err\\| % unseen | F1 unseen site |"
+)
+SCORE_RULE = "---|---|---|---|---|---|---|---|"
+
+
+def score_cells(same: dict[str, Any], unseen: dict[str, Any], digits: int = 1) -> str:
+    """The :data:`SCORE_HEADER` cells of one record's per-class scores (see :func:`score_rows`)."""
+    particle, site = same.get("particle", {}), same.get("single_site", {})
+    u_particle, u_site = unseen.get("particle", {}), unseen.get("single_site", {})
+    return (
+        f"| {fmt(particle.get('f1'))} | {fmt(particle.get('mean_abs_d_error_pct'), digits)} "
+        f"| {fmt(particle.get('median_abs_d_error_pct'), digits)} "
+        f"| {fmt(particle.get('d_bias_pct'), digits)} | {fmt(site.get('f1'))} "
+        f"| {fmt(u_particle.get('f1'))} "
+        f"| {fmt(u_particle.get('mean_abs_d_error_pct'), digits)} | {fmt(u_site.get('f1'))} |"
+    )
+
+
 def table(records: list[dict[str, Any]]) -> str:
     """Markdown table: one row per (scenario, seed, engine)."""
     lines = [
-        "| scenario | seed | engine | train s | infer s | F1 particle | \\|D err\\| % "
-        "| median \\|D err\\| % | bias % | F1 site | F1 unseen particle | \\|D err\\| % unseen "
-        "| F1 unseen site |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | seed | engine | train s | infer s " + SCORE_HEADER,
+        "|---|---|---|---|---|" + SCORE_RULE,
     ]
     for r in records:
-        same, unseen = r["same"]["scores"], r["unseen"]["scores"]
-        particle, site = same.get("particle", {}), same.get("single_site", {})
-        u_particle, u_site = unseen.get("particle", {}), unseen.get("single_site", {})
         lines.append(
             f"| {r['scenario']} | {r['seed']} | {r['engine']} | {r['train_s']:.0f} "
-            f"| {r['same']['infer_s']:.1f} | {fmt(particle.get('f1'))} "
-            f"| {fmt(particle.get('mean_abs_d_error_pct'), 1)} "
-            f"| {fmt(particle.get('median_abs_d_error_pct'), 1)} "
-            f"| {fmt(particle.get('d_bias_pct'), 1)} | {fmt(site.get('f1'))} "
-            f"| {fmt(u_particle.get('f1'))} | {fmt(u_particle.get('mean_abs_d_error_pct'), 1)} "
-            f"| {fmt(u_site.get('f1'))} |"
+            f"| {r['same']['infer_s']:.1f} "
+            + score_cells(r["same"]["scores"], r["unseen"]["scores"])
         )
     return "\n".join(lines)
 
