@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -374,6 +374,7 @@ class UNetDetector(Detector):
                 "fg_threshold": self.params.fg_threshold,
                 "core_threshold": self.params.core_threshold,
                 "marker_h": self.params.marker_h,
+                "merge_classes": list(self.params.merge_classes),
             },
             "min_area_px": self.min_area_px,
         }
@@ -439,7 +440,7 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         data.class_names,
         network,
         invert,
-        WatershedParams(),
+        WatershedParams(merge_classes=tuple(data.few_examples())),
         data.min_object_area_px(),
         device=str(device),
     )
@@ -479,7 +480,12 @@ def tune_postprocessing(
     for fg_index, fg_threshold in enumerate(FG_GRID):
         for marker_index, (core_threshold, marker_h) in enumerate(markers):
             timer.update(fg_index * len(markers) + marker_index)
-            params = WatershedParams(fg_threshold, core_threshold, marker_h)
+            params = replace(
+                detector.params,
+                fg_threshold=fg_threshold,
+                core_threshold=core_threshold,
+                marker_h=marker_h,
+            )
             # Sizes matter for the statistics: 10 % diameter error costs as much as 0.05 F1.
             objective, total = _score_crops(crops, detector, params)
             scores[(fg_threshold, (core_threshold, marker_h))] = (objective, total)
@@ -495,7 +501,9 @@ def tune_postprocessing(
         marker = h_marker
     # The foreground threshold sets the sizes: take the best one, not the middle of a tie.
     fg_threshold = max(FG_GRID, key=lambda fg: scores[(fg, marker)][0])
-    params = WatershedParams(fg_threshold, marker[0], marker[1])
+    params = replace(
+        detector.params, fg_threshold=fg_threshold, core_threshold=marker[0], marker_h=marker[1]
+    )
     total = scores[(fg_threshold, marker)][1]
     metrics = {
         "crop_f1": round(total.f1, 4),
@@ -628,6 +636,7 @@ def load(
         fg_threshold=float(post.get("fg_threshold", 0.5)),
         core_threshold=float(post.get("core_threshold", 0.5)),
         marker_h=float(post.get("marker_h", 0.0)),
+        merge_classes=tuple(bool(flag) for flag in post.get("merge_classes", ())),
     )
     min_area = extra.get("min_area_px") or [1.0] * len(classes)
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))

@@ -210,3 +210,20 @@ def test_auto_device_trains_and_a_missing_gpu_is_a_clear_error(
     if not torch.cuda.is_available():
         with pytest.raises(InvalidInput, match="no GPU is available; use cpu"):
             api.load_detector(model, device="cuda")
+
+
+def test_only_a_class_with_few_examples_merges_fragments_and_older_models_merge_none(
+    tmp_path, tiny_unet_config
+):
+    sample = make_sample(96, seed=6, n_particles=1, n_sites=12, radius_px=(6, 7))
+    model = api.train(
+        [write_labelled(tmp_path, sample, None)], tmp_path / "m", config=tiny_unet_config
+    )
+    detector = api.load_detector(model)
+    assert detector.params.merge_classes == (True, False)  # 1 particle, 12 single sites
+    older = tmp_path / "older"
+    shutil.copytree(model, older)
+    info = json.loads((older / MODEL_JSON).read_text())
+    del info["extra"]["postprocess"]["merge_classes"]
+    (older / MODEL_JSON).write_text(json.dumps(info))
+    assert api.load_detector(older).params.merge_classes == ()

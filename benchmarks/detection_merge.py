@@ -1,0 +1,137 @@
+"""Does joining fragments of a class with few labels help? The same model with and without.
+
+For each case the default ``unet`` engine trains once on a 2048² sample's crops; the trained
+model then finds objects on the same image and on an unseen one twice, with its saved
+fragment merging (``WatershedParams.merge_classes``, set for classes with few labelled
+examples) and with it switched off, so the difference is the merging alone. Cases are
+``particles+sites`` seeds (1–3 labelled particles beside ~30 single atoms) and, with
+``--touching``, the same scenario with ~34 particles of which 30 % touch in pairs — where
+joining could wrongly merge neighbours. Run under the heavy-job lock (~3.5 min a case)::
+
+    flock /tmp/nocode-heavy.lock .venv/bin/python benchmarks/detection_merge.py --touching
+
+Prints a Markdown table and writes JSON to ``benchmarks/results/detection-merge.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.detection import fmt, machine_info, score_rows, train_steps_of  # noqa: E402
+from pipelines.fileio import atomic_write_json  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+UNSEEN_SEED_OFFSET = 1000
+SCENARIO = "particles+sites"
+TOUCHING = {"particles_per_mpx": 8.0, "pair_fraction": 0.3}
+
+log = logging.getLogger("benchmarks.detection_merge")
+
+
+def run_case(
+    seed: int,
+    overrides: dict[str, Any],
+    work: Path,
+    size_px: int = 2048,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train once; score the same model with and without fragment merging on two images."""
+    from pipelines.detection import api
+    from pipelines.evaluation import evaluate_instances
+    from pipelines.synthetic import generate, write_sample
+
+    sample = generate(SCENARIO, size_px, seed, **overrides)
+    paths = write_sample(sample, work / f"sample-{seed}-{len(overrides)}")
+    model_dir = work / f"model-{seed}-{len(overrides)}"
+    api.train([paths["labels"]], model_dir, config=config)
+    detector = api.load_detector(model_dir)
+    merging = detector.params
+    record: dict[str, Any] = {
+        "seed": seed,
+        "image_overrides": overrides,
+        "labelled": {
+            name: [shape.label for shape in sample.user_labels.object_shapes].count(name)
+            for name in sample.truth.class_names
+        },
+        "true": {
+            name: int((sample.truth.class_ids == index).sum())
+            for index, name in enumerate(sample.truth.class_names, start=1)
+        },
+        "merge_classes": list(merging.merge_classes),
+        "train_steps": train_steps_of(model_dir),
+    }
+    unseen = generate(SCENARIO, size_px, seed + UNSEEN_SEED_OFFSET, **overrides)
+    for name, image_sample in (("same", sample), ("unseen", unseen)):
+        for mode, params in (
+            ("merged", merging),
+            ("not_merged", dataclasses.replace(merging, merge_classes=())),
+        ):
+            detector.params = params
+            detections = api.detect(detector, image_sample.image)
+            result = evaluate_instances(detections.instances, image_sample.truth, compute_ap=False)
+            record[f"{name}_{mode}"] = score_rows(result)
+        detector.params = merging
+    return record
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Markdown table: particle and site F1 with and without merging, per image."""
+    lines = [
+        "| seed | particles | labelled particles | image | F1 particle merged | not merged "
+        "| F1 site merged | not merged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        for image in ("same", "unseen"):
+            merged, plain = r[f"{image}_merged"], r[f"{image}_not_merged"]
+            lines.append(
+                f"| {r['seed']} | {r['true']['particle']} | {r['labelled']['particle']} "
+                f"| {image} | {fmt(merged['particle']['f1'])} | {fmt(plain['particle']['f1'])} "
+                f"| {fmt(merged['single_site']['f1'])} | {fmt(plain['single_site']['f1'])} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument(
+        "--touching", nargs="*", type=int, default=None, help="also these seeds with touching pairs"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--output", default=str(RESULTS / "detection-merge.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cases = [(seed, {}) for seed in args.seeds]
+    if args.touching is not None:
+        cases += [(seed, TOUCHING) for seed in (args.touching or [0, 1])]
+    output: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info("cpu", args.threads),
+        "records": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="nocode-merge-") as tmp:
+        for seed, overrides in cases:
+            log.info("running %s seed %d %s", SCENARIO, seed, overrides or "")
+            output["records"].append(run_case(seed, overrides, Path(tmp)))
+            print("\n".join(table(output["records"][-1:]).splitlines()[2:]), flush=True)
+            atomic_write_json(args.output, output)  # partial results survive a stop
+    print()
+    print(table(output["records"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Fragments of one object are joined; touching objects and other classes are not."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from pipelines.detection.postprocess import WatershedParams, instances_from_maps, merge_fragments
+
+
+def _disk(shape: tuple[int, int], cy: float, cx: float, radius: float) -> np.ndarray:
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+
+
+def _two_core_particle() -> tuple[np.ndarray, np.ndarray]:
+    """A 12-px-radius particle whose centre-ness has two cores with a high ridge between."""
+    disk = _disk((48, 48), 24, 24, 12)
+    rows, cols = np.mgrid[0:48, 0:48]
+    bumps = np.exp(-((rows - 24) ** 2 + (cols - 18) ** 2) / 18.0)
+    bumps += np.exp(-((rows - 24) ** 2 + (cols - 30) ** 2) / 18.0)
+    edge = ndimage.distance_transform_edt(disk)
+    centre = np.where(disk, np.minimum(0.75 + 0.25 * bumps, edge / 3.0), 0.0)
+    return disk, centre.astype(np.float32)
+
+
+def test_a_particle_with_two_cores_is_one_object_when_its_class_merges() -> None:
+    disk, centre = _two_core_particle()
+    probability = np.where(disk, 0.95, 0.0).astype(np.float32)[None]
+    split, _ = instances_from_maps(probability, centre, ["particle"], WatershedParams(0.5, 0.9))
+    assert split.count == 2
+    params = WatershedParams(0.5, 0.9, merge_classes=(True,))
+    joined, scores = instances_from_maps(probability, centre, ["particle"], params)
+    assert joined.count == 1 and scores.size == 1
+    assert np.array_equal(joined.labels > 0, disk)
+
+
+def test_touching_particles_and_other_classes_stay_apart() -> None:
+    shape = (40, 60)
+    left, right = _disk(shape, 20, 18, 9), _disk(shape, 20, 36, 9)  # touching at column 27
+    labels = np.where(left, 1, 0) + np.where(right & ~left, 2, 0)
+    centre = np.zeros(shape, np.float32)
+    for index in (1, 2):
+        distance = ndimage.distance_transform_edt(labels == index)
+        centre += (distance / distance.max()).astype(np.float32)
+    merge = np.array([True, True])
+    same_class = np.array([0, 0, 0])
+    kept, count = merge_fragments(labels.astype(np.int32), 2, centre, same_class, merge)
+    assert count == 2 and np.array_equal(kept, labels)
+    # a ridge across the contact joins them, but never across two classes
+    centre[:, 26:29] = np.maximum(centre[:, 26:29], 0.9 * (labels[:, 26:29] > 0))
+    joined, count = merge_fragments(labels.astype(np.int32), 2, centre, same_class, merge)
+    assert count == 1 and set(np.unique(joined)) == {0, 1}
+    two_classes = np.array([0, 0, 1])
+    kept, count = merge_fragments(labels.astype(np.int32), 2, centre, two_classes, merge)
+    assert count == 2
+    kept, count = merge_fragments(labels.astype(np.int32), 2, centre, same_class, ~merge)
+    assert count == 2
