@@ -1,9 +1,11 @@
 """Does joining fragments of a class with few labels help? The same model with and without.
 
 For each case the default ``unet`` engine trains once on a 2048² sample's crops; the trained
-model then finds objects on the same image and on an unseen one twice, with its saved
+model then finds objects on the same image and on an unseen one twice: with its saved
 fragment merging (``WatershedParams.merge_classes``, set for classes with few labelled
-examples) and with it switched off, so the difference is the merging alone. Cases are
+examples) and with merging switched off and the thresholds tuned on the crops again without
+it, as training without merging would have tuned them. The network is the same, so the
+difference is the merging alone. Cases are
 ``particles+sites`` seeds (1–3 labelled particles beside ~30 single atoms) and, with
 ``--touching``, the same scenario with ~34 particles of which 30 % touch in pairs — where
 joining could wrongly merge neighbours. Run under the heavy-job lock (~3.5 min a case)::
@@ -46,6 +48,9 @@ def run_case(
 ) -> dict[str, Any]:
     """Train once; score the same model with and without fragment merging on two images."""
     from pipelines.detection import api
+    from pipelines.detection.api import load_training_set
+    from pipelines.detection.base import TrainContext
+    from pipelines.detection.unet import tune_postprocessing
     from pipelines.evaluation import evaluate_instances
     from pipelines.synthetic import generate, write_sample
 
@@ -55,6 +60,9 @@ def run_case(
     api.train([paths["labels"]], model_dir, config=config)
     detector = api.load_detector(model_dir)
     merging = detector.params
+    detector.params = dataclasses.replace(merging, merge_classes=())
+    plain, _ = tune_postprocessing(detector, load_training_set([paths["labels"]]), TrainContext())
+    detector.params = merging
     record: dict[str, Any] = {
         "seed": seed,
         "image_overrides": overrides,
@@ -67,14 +75,15 @@ def run_case(
             for index, name in enumerate(sample.truth.class_names, start=1)
         },
         "merge_classes": list(merging.merge_classes),
+        "thresholds": {
+            mode: [params.fg_threshold, params.core_threshold, params.marker_h]
+            for mode, params in (("merged", merging), ("not_merged", plain))
+        },
         "train_steps": train_steps_of(model_dir),
     }
     unseen = generate(SCENARIO, size_px, seed + UNSEEN_SEED_OFFSET, **overrides)
     for name, image_sample in (("same", sample), ("unseen", unseen)):
-        for mode, params in (
-            ("merged", merging),
-            ("not_merged", dataclasses.replace(merging, merge_classes=())),
-        ):
+        for mode, params in (("merged", merging), ("not_merged", plain)):
             detector.params = params
             detections = api.detect(detector, image_sample.image)
             result = evaluate_instances(detections.instances, image_sample.truth, compute_ap=False)

@@ -36,9 +36,10 @@ class WatershedParams:
     # Per class: merge adjacent fragments of one object (see :func:`merge_fragments`). Set for
     # classes with few labelled examples (``TrainingSet.few_examples``), whose centre-ness is
     # learned from a handful of objects and can show several cores in one large particle;
-    # empty = no class. The same models with and without, 1-3 labelled particles beside ~30
-    # single atoms: particle F1 0.83 -> 0.90 over 8 images (0.79 -> 0.91 with 30 % of 34
-    # particles touching), single atoms unchanged (benchmarks/detection_merge.py).
+    # empty = no class. The same networks without merging (thresholds re-tuned) and with it,
+    # 1-3 labelled particles beside ~30 single atoms: particle F1 0.88 -> 0.96 over 8 images
+    # (0.91 -> 0.95 with 30 % of 34 particles touching), single atoms unchanged
+    # (benchmarks/detection_merge.py).
     merge_classes: tuple[bool, ...] = ()
 
 
@@ -141,7 +142,8 @@ def merge_fragments(
     Two regions are pieces of one object when the centre-ness along their shared edge (the
     highest of the lower values across it) stays at least ``saddle_share`` of the lower of
     their two peaks; between two touching objects it falls towards their edges' 0. Returns
-    the labels renumbered ``1..n`` and ``n``. ``class_index`` is by label id (0 unused).
+    the labels and the largest id: as given when nothing joins, else renumbered ``1..n``
+    without gaps. ``class_index`` is by label id (0 unused).
     """
     pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for a, b, centre_a, centre_b in (
@@ -163,7 +165,8 @@ def merge_fragments(
     first, second = pairs // (count + 1), pairs % (count + 1)
     peaks = np.zeros(count + 1)
     peaks[1:] = ndimage.maximum(centre, labels, np.arange(1, count + 1))
-    joined = saddle >= saddle_share * np.minimum(peaks[first], peaks[second])
+    lower = np.minimum(peaks[first], peaks[second])
+    joined = (saddle >= saddle_share * lower) & (lower > 0)
     if not joined.any():
         return labels, count
     root = np.arange(count + 1)
@@ -178,8 +181,12 @@ def merge_fragments(
         rx, ry = find(int(x)), find(int(y))
         root[max(rx, ry)] = min(rx, ry)
     final = np.array([find(node) for node in range(count + 1)])
-    kept, lookup = np.unique(final, return_inverse=True)  # final[0] == 0 stays first
-    return lookup[labels].astype(np.int32), int(kept.size - 1)
+    present = np.bincount(labels.ravel(), minlength=count + 1) > 0
+    present[0] = True
+    kept = np.unique(final[present])  # final[0] == 0 comes first
+    lookup = np.zeros(count + 1, dtype=np.int32)
+    lookup[kept] = np.arange(kept.size, dtype=np.int32)
+    return lookup[final[labels]], int(kept.size - 1)
 
 
 def drop_instances_in(

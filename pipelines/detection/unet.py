@@ -636,7 +636,7 @@ def load(
         fg_threshold=float(post.get("fg_threshold", 0.5)),
         core_threshold=float(post.get("core_threshold", 0.5)),
         marker_h=float(post.get("marker_h", 0.0)),
-        merge_classes=tuple(bool(flag) for flag in post.get("merge_classes", ())),
+        merge_classes=_merge_classes(post.get("merge_classes")),
     )
     min_area = extra.get("min_area_px") or [1.0] * len(classes)
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
@@ -649,6 +649,18 @@ def load(
         [float(a) for a in min_area],
         device=str(torch_device(device)),
     )
+
+
+def _merge_classes(saved: Any) -> tuple[bool, ...]:
+    """``merge_classes`` as saved in ``model.json`` (missing in models saved before it)."""
+    if saved is None:
+        return ()
+    if not isinstance(saved, list) or not all(isinstance(flag, bool) for flag in saved):
+        raise ModelError(
+            f"model.json: postprocess.merge_classes must be a list of true/false, got {saved!r}; "
+            "train the model again"
+        )
+    return tuple(saved)
 
 
 register_engine(

@@ -145,7 +145,8 @@ def _pixel_edge_ring(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if count > 1:
             largest = int(np.argmax(np.bincount(parts.ravel())[1:])) + 1
             return _pixel_edge_ring(parts == largest)
-    ring = max(contours, key=len)
+    # The outer edge encloses the most area (a hole's edge can be the longer one).
+    ring = contours[0] if len(contours) == 1 else max(contours, key=polygon_area_px)
     # padded index u -> pixel coordinate (u - 1) / 2 - 0.25
     return (ring - 1.0) / 2.0 - 0.25, mask
 
@@ -280,7 +281,9 @@ def instances_to_shapes(
 
 
 def polygon_area_px(points: np.ndarray) -> float:
-    """Shoelace area of a polygon given as ``(N, 2)`` vertices."""
+    """Shoelace area of a polygon given as ``(N, 2)`` vertices (0 below 3 vertices)."""
+    if len(points) < 3:
+        return 0.0
     x, y = points[:, 0], points[:, 1]
     cross = np.dot(x[:-1], y[1:]) - np.dot(y[:-1], x[1:]) + x[-1] * y[0] - y[-1] * x[0]
     return float(0.5 * abs(cross))

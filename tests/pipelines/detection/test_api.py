@@ -227,3 +227,17 @@ def test_only_a_class_with_few_examples_merges_fragments_and_older_models_merge_
     del info["extra"]["postprocess"]["merge_classes"]
     (older / MODEL_JSON).write_text(json.dumps(info))
     assert api.load_detector(older).params.merge_classes == ()
+
+
+@pytest.mark.parametrize("saved", ["true", [1, 0], {"particle": True}])
+def test_a_bad_merge_setting_in_model_json_is_a_model_error(tiny_model, tmp_path, saved):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    info = json.loads((broken / MODEL_JSON).read_text())
+    info["extra"]["postprocess"]["merge_classes"] = saved
+    (broken / MODEL_JSON).write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="merge_classes"):
+        api.load_detector(broken)
+    info["extra"]["postprocess"]["merge_classes"] = None
+    (broken / MODEL_JSON).write_text(json.dumps(info))
+    assert api.load_detector(broken).params.merge_classes == ()

@@ -56,3 +56,14 @@ def test_touching_particles_and_other_classes_stay_apart() -> None:
     assert count == 2
     kept, count = merge_fragments(labels.astype(np.int32), 2, centre, same_class, ~merge)
     assert count == 2
+
+
+def test_regions_without_centre_ness_or_with_id_gaps_are_handled() -> None:
+    labels = np.array([[1, 1, 3, 3], [1, 1, 3, 3]], dtype=np.int32)  # id 2 has no pixels
+    merge, same_class = np.array([True]), np.zeros(4, dtype=np.int64)
+    flat = np.zeros(labels.shape, np.float32)
+    kept, count = merge_fragments(labels, 3, flat, same_class, merge)
+    assert count == 3 and np.array_equal(kept, labels)  # no peaks: nothing joins
+    ridge = np.full(labels.shape, 0.9, np.float32)
+    joined, count = merge_fragments(labels, 3, ridge, same_class, merge)
+    assert count == 1 and set(np.unique(joined)) == {1}

@@ -137,3 +137,16 @@ def test_outlines_of_many_objects_equal_one_by_one_outlines_and_rasterise_exactl
         filled = ndimage.binary_fill_holes(largest)  # an outline has no holes
         assert np.array_equal(shape.points, mask_to_polygon(mask))
         assert np.array_equal(shape_to_mask(shape, 90, 90), filled)
+
+
+def test_outline_is_the_outer_edge_even_when_a_hole_has_the_longer_edge() -> None:
+    mask = np.ones((21, 21), dtype=bool)
+    mask[1:20, 1:20] = False  # a one-pixel frame ...
+    for col in range(2, 19, 2):
+        mask[1:19, col] = True  # ... with comb teeth, so the hole's edge is the longer one
+    polygon = mask_to_polygon(mask)
+    xs, ys = polygon[:, 0], polygon[:, 1]
+    assert xs.min() < 0 and ys.min() < 0 and xs.max() > 20 and ys.max() > 20
+    filled = ndimage.binary_fill_holes(mask)
+    assert np.array_equal(shape_to_mask(Shape("p", polygon), 21, 21), filled)
+    assert polygon_area_px(np.zeros((0, 2))) == 0.0
