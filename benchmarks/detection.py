@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +385,27 @@ def machine_info(device: str, threads: int) -> dict[str, Any]:
     if device.startswith("cuda"):
         machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return machine
+
+
+def run_recorded(
+    cases: Sequence[Any],
+    run: Callable[[Any, Path], dict[str, Any]],
+    table: Callable[[list[dict[str, Any]]], str],
+    output: dict[str, Any],
+    path: str,
+    prefix: str,
+) -> None:
+    """Run each case in one scratch folder, print its table rows as it ends and write
+    ``output`` (whose ``records`` grow) after each case, so a long run leaves usable partial
+    results; then print the whole table."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        for case in cases:
+            log.info("running %s", case)
+            output["records"].append(run(case, Path(tmp)))
+            print("\n".join(table(output["records"][-1:]).splitlines()[2:]), flush=True)
+            atomic_write_json(path, output)
+    print()
+    print(table(output["records"]))
 
 
 def _write(

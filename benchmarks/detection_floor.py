@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,11 @@ from benchmarks.detection import (  # noqa: E402
     SCORE_HEADER,
     SCORE_RULE,
     machine_info,
+    run_recorded,
     score_cells,
     score_rows,
     train_steps_of,
 )
-from pipelines.fileio import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 UNSEEN_SEED_OFFSET = 1000
@@ -56,8 +55,6 @@ DEFAULT_CASES = (
     "uneven:0:crops",
     "uneven:0:all",
 )
-
-log = logging.getLogger("benchmarks.detection_floor")
 
 
 def parse_case(text: str) -> tuple[str, int, str]:
@@ -146,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         "clean_image": CLEAN_IMAGE,
         "records": [],
     }
-    with tempfile.TemporaryDirectory(prefix="nocode-floor-") as tmp:
-        for scenario, seed, variant in args.cases:
-            log.info("running %s seed %d, %s", scenario, seed, variant)
-            output["records"].append(run_case(scenario, seed, variant, Path(tmp)))
-            print(table(output["records"][-1:]).splitlines()[-1], flush=True)
-            atomic_write_json(args.output, output)  # partial results survive a stop
-    print()
-    print(table(output["records"]))
+    run_recorded(
+        args.cases,
+        lambda case, work: run_case(*case, work),
+        table,
+        output,
+        args.output,
+        "nocode-floor-",
+    )
     return 0
 
 

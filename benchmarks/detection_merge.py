@@ -21,22 +21,24 @@ import argparse
 import dataclasses
 import logging
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.detection import fmt, machine_info, score_rows, train_steps_of  # noqa: E402
-from pipelines.fileio import atomic_write_json  # noqa: E402
+from benchmarks.detection import (  # noqa: E402
+    fmt,
+    machine_info,
+    run_recorded,
+    score_rows,
+    train_steps_of,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 UNSEEN_SEED_OFFSET = 1000
 SCENARIO = "particles+sites"
 TOUCHING = {"particles_per_mpx": 8.0, "pair_fraction": 0.3}
-
-log = logging.getLogger("benchmarks.detection_merge")
 
 
 def run_case(
@@ -131,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info("cpu", args.threads),
         "records": [],
     }
-    with tempfile.TemporaryDirectory(prefix="nocode-merge-") as tmp:
-        for seed, overrides in cases:
-            log.info("running %s seed %d %s", SCENARIO, seed, overrides or "")
-            output["records"].append(run_case(seed, overrides, Path(tmp)))
-            print("\n".join(table(output["records"][-1:]).splitlines()[2:]), flush=True)
-            atomic_write_json(args.output, output)  # partial results survive a stop
-    print()
-    print(table(output["records"]))
+    run_recorded(
+        cases,
+        lambda case, work: run_case(case[0], case[1], work),
+        table,
+        output,
+        args.output,
+        "nocode-merge-",
+    )
     return 0
 
 

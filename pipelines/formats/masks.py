@@ -133,8 +133,6 @@ def _pixel_edge_ring(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     a hole), which predicted objects rarely have.
     """
     height, width = mask.shape
-    if height == 0 or width == 0:
-        return None
     padded = np.zeros((2 * height + 2, 2 * width + 2), dtype=np.float32)
     padded[1:-1, 1:-1] = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
     contours = measure.find_contours(padded, 0.5)
@@ -151,10 +149,10 @@ def _pixel_edge_ring(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return (ring - 1.0) / 2.0 - 0.25, mask
 
 
-def _faithful(ring: np.ndarray, mask: np.ndarray) -> bool:
-    """An outline rasterises back to exactly the pixels of ``mask`` (its area was checked)."""
+def _faithful(ring: np.ndarray, mask: np.ndarray, pixels: int) -> bool:
+    """An outline rasterises back to exactly the ``pixels`` pixels of ``mask``."""
     rows, cols = draw.polygon(ring[:, 0], ring[:, 1], shape=mask.shape)
-    return rows.size == int(mask.sum()) and bool(mask[rows, cols].all())
+    return rows.size == pixels and bool(mask[rows, cols].all())
 
 
 def _simplify_rings(
@@ -171,6 +169,7 @@ def _simplify_rings(
     import shapely
 
     result = list(rings)
+    pixel_counts = [int(mask.sum()) for mask in masks]
     pending = np.array([i for i, ring in enumerate(rings) if len(ring) >= 8], dtype=np.int64)
     for step in SIMPLIFY_STEPS:
         tolerance = tolerance_px * step
@@ -193,12 +192,12 @@ def _simplify_rings(
         valid = shapely.is_valid(simplified)
         left = []
         for k, index in enumerate(pending):
-            pixels = int(masks[index].sum())
+            pixels = pixel_counts[index]
             if (
                 counts[k] >= 4
                 and valid[k]
                 and abs(areas[k] - pixels) <= max(0.5, 0.02 * pixels)
-                and _faithful(candidates[k], masks[index])
+                and _faithful(candidates[k], masks[index], pixels)
             ):
                 result[index] = candidates[k]
             else:
