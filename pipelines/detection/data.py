@@ -8,6 +8,7 @@ as context for the network. A LabelMe file without crops counts as labelled ever
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ def normalise(image: np.ndarray, invert: bool = False) -> np.ndarray:
 
 # With this many labelled objects of a class, the smallest of them bounds the class's sizes.
 MANY_EXAMPLES = 10
+# A class whose median labelled object is at most this wide (equivalent diameter, px) has
+# objects of a few pixels, e.g. single atoms, whose blurred halo is as wide as they are.
+FEW_PIXELS_D_PX = 6.0
 
 
 @dataclass(eq=False)
@@ -179,6 +183,15 @@ class TrainingSet:
         """Per class: fewer than ``MANY_EXAMPLES`` whole labelled objects, too few to show
         the class's range of sizes and brightness."""
         return _few_examples(self.object_areas_px(whole_only=True), self.class_names)
+
+    def few_pixels(self) -> list[bool]:
+        """Per class: its median whole labelled object is at most ``FEW_PIXELS_D_PX`` across."""
+        areas = self.object_areas_px(whole_only=True)
+        return [
+            bool(areas[name].size)
+            and 2.0 * math.sqrt(float(np.median(areas[name])) / math.pi) <= FEW_PIXELS_D_PX
+            for name in self.class_names
+        ]
 
     def object_areas_px(self, whole_only: bool = False) -> dict[str, np.ndarray]:
         """Pixel areas of the labelled objects (inside boxes) per class.

@@ -37,10 +37,14 @@ class WatershedParams:
     # classes with few labelled examples (``TrainingSet.few_examples``), whose centre-ness is
     # learned from a handful of objects and can show several cores in one large particle;
     # empty = no class. The same networks without merging (thresholds re-tuned) and with it,
-    # 1-3 labelled particles beside ~30 single atoms: particle F1 0.88 -> 0.96 over 8 images
-    # (0.91 -> 0.95 with 30 % of 34 particles touching), single atoms unchanged
-    # (benchmarks/detection_merge.py).
+    # 1-3 labelled particles beside ~30 single atoms: particle F1 0.88 -> 0.96 and
+    # 0.85 -> 0.92 over 8 images in two runs (0.91 -> 0.95 and 0.76 -> 0.92 with 30 % of 34
+    # particles touching), single atoms unchanged (benchmarks/detection_postprocess.py).
     merge_classes: tuple[bool, ...] = ()
+    # Per class: drop the pixels of each object whose centre-ness is below this share of the
+    # object's peak (0 = keep every foreground pixel). Tuned on the crops for classes of
+    # objects a few pixels wide (see :func:`trim_to_cores`); older models trim none.
+    core_shares: tuple[float, ...] = ()
 
 
 def _relabel(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -98,6 +102,11 @@ def instances_from_maps(
     merge[: len(params.merge_classes)] = params.merge_classes[:n_classes]
     if merge.any():
         labels, n_markers = merge_fragments(labels, n_markers, centre, class_index, merge)
+        area, sums, class_index = _class_sums(labels, n_markers, class_probs)
+    shares = np.zeros(n_classes)
+    shares[: len(params.core_shares)] = params.core_shares[:n_classes]
+    if shares.any():
+        labels = trim_to_cores(labels, n_markers, centre, shares[class_index])
         area, sums, class_index = _class_sums(labels, n_markers, class_probs)
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = np.where(area > 0, sums[class_index, np.arange(area.size)] / area, 0.0)
@@ -187,6 +196,22 @@ def merge_fragments(
     lookup = np.zeros(count + 1, dtype=np.int32)
     lookup[kept] = np.arange(kept.size, dtype=np.int32)
     return lookup[final[labels]], int(kept.size - 1)
+
+
+def trim_to_cores(
+    labels: np.ndarray, count: int, centre: np.ndarray, share_by_id: np.ndarray
+) -> np.ndarray:
+    """Drop each region's pixels whose centre-ness is below ``share_by_id[id]`` × its peak.
+
+    Why: for objects of a few pixels (single atoms) the foreground spreads over the blurred
+    halo around them, while the centre-ness, 1 at the centre and falling to the edge, stays
+    as tight as the labels. A region's peak pixel always stays.
+    """
+    peaks = np.zeros(count + 1)
+    peaks[1:] = ndimage.maximum(centre, labels, np.arange(1, count + 1))
+    cut = (share_by_id * peaks).astype(np.float32)
+    cut[0] = 0.0
+    return np.where(centre < cut[labels], 0, labels).astype(np.int32, copy=False)
 
 
 def drop_instances_in(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,16 +33,20 @@ from pipelines.detection.base import (
 )
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
 from pipelines.detection.postprocess import (
-    MatchCounts,
     WatershedParams,
     instances_from_maps,
-    match_instances,
 )
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import pad_to_multiple, predict_maps_tiled
+from pipelines.detection.tuning import tune_postprocessing
+from pipelines.detection.unet_network import (
+    autocast,
+    build_network,
+    training_loss,
+    use_bfloat16,
+)
 from pipelines.devices import torch_device
 from pipelines.errors import ModelError
-from pipelines.progress import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -122,157 +126,6 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
-def build_network(config: UNetConfig, n_classes: int) -> Any:
-    """U-Net with ``n_classes + 1`` class logits (0 = background) and one centre-ness logit."""
-    import torch
-    from torch import nn
-    from torch.nn import functional
-
-    def block(channels_in: int, channels_out: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels_out),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels_out),
-            nn.ReLU(inplace=True),
-        )
-
-    class UNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            widths = list(config.channels)
-            self.encoders = nn.ModuleList()
-            previous = 1
-            for width in widths:
-                self.encoders.append(block(previous, width))
-                previous = width
-            self.decoders = nn.ModuleList()
-            for width in reversed(widths[:-1]):
-                self.decoders.append(block(previous + width, width))
-                previous = width
-            self.head = nn.Conv2d(previous, n_classes + 2, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            skips = []
-            for level, encoder in enumerate(self.encoders):
-                if level:
-                    x = functional.max_pool2d(x, 2)
-                x = encoder(x)
-                skips.append(x)
-            for decoder, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
-                x = functional.interpolate(x, scale_factor=2.0, mode="nearest")
-                x = decoder(torch.cat([x, skip], dim=1))
-            return self.head(x)
-
-    return UNet()
-
-
-def use_bfloat16(precision: str, device: Any) -> bool:
-    """Whether to run the convolutions in bfloat16 (autocast) on ``device``.
-
-    "auto" takes it only where the hardware computes it natively: emulated bfloat16 (older
-    x86 CPUs with plain AVX-512, GPUs before compute capability 8) is slower than float32.
-    """
-    import platform
-
-    import torch
-
-    if precision == "fp32":
-        return False
-    if precision == "bf16":
-        return True
-    target = torch.device(device)
-    try:
-        if target.type == "cuda":
-            index = target.index if target.index is not None else torch.cuda.current_device()
-            return torch.cuda.get_device_properties(index).major >= 8
-        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # a missing private check or no GPU driver: stay on float32
-        return False
-
-
-def _autocast(device: Any, enabled: bool) -> Any:
-    import torch
-
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def contact_band(instances: Any) -> Any:
-    """``(B, H, W)`` bool: where two objects touch (8-connected), widened by 1 px inside them.
-
-    Read off the instance ids with 3×3 max-pools (a neighbour with a larger or a smaller
-    non-zero id). Objects with a background gap between them are not marked: the background
-    already separates them.
-    """
-    from torch.nn import functional
-
-    ids = instances.float()[:, None]
-    inside = ids > 0
-    largest = functional.max_pool2d(ids, 3, 1, 1)
-    smallest = -functional.max_pool2d(-ids.masked_fill(~inside, float("inf")), 3, 1, 1)
-    touching = inside & ((largest > ids) | (smallest < ids))
-    band = functional.max_pool2d(touching.float(), 3, 1, 1) > 0
-    return (band & inside)[:, 0]
-
-
-def _loss(
-    logits: Any,
-    classes: Any,
-    centre: Any,
-    valid: Any,
-    config: UNetConfig,
-    instances: Any = None,
-) -> Any:
-    """Cross-entropy + soft Dice on the classes, BCE on centre-ness, inside the crops only.
-
-    With one object class, plain per-pixel cross-entropy keeps the edges where the labels put
-    them (a class-balanced average over-weights object pixels and grew diameters). With several
-    classes, half of the cross-entropy is averaged per class so a few 5-px single atoms weigh as
-    much as the background; plain cross-entropy alone did not learn them. Centre-ness pixels weigh
-    1 in the background, 3 in objects and ``contact_weight`` more on :func:`contact_band`
-    (read from ``instances``, the patch's object ids).
-    """
-    import torch
-    from torch.nn import functional
-
-    n_logits = logits.shape[1] - 1
-    class_logits, centre_logit = logits[:, :n_logits], logits[:, n_logits]
-    weight = valid.float()
-    pixels = weight.sum().clamp_min(1.0)
-    cross_entropy = functional.cross_entropy(class_logits, classes, reduction="none") * weight
-    one_hot = functional.one_hot(classes, n_logits).permute(0, 3, 1, 2).float() * weight[:, None]
-    per_class_pixels = one_hot.sum(dim=(0, 2, 3))
-    per_class_loss = (cross_entropy[:, None] * one_hot).sum(dim=(0, 2, 3))
-    present = per_class_pixels > 0
-    balance = config.boundary_balance if n_logits <= 2 else config.multiclass_balance
-    total = (1.0 - balance) * cross_entropy.sum() / pixels
-    if balance > 0:
-        balanced = (per_class_loss[present] / per_class_pixels[present]).mean()
-        total = total + balance * balanced
-    if config.rare_class_weight > 0 and n_logits > 2:
-        objects = per_class_pixels[1:]
-        rare = (objects > 0) & (objects < objects.max())
-        if bool(rare.any()):
-            rare_loss = (per_class_loss[1:][rare] / objects[rare]).mean()
-            total = total + config.rare_class_weight * rare_loss
-    if config.dice_weight > 0:
-        probabilities = torch.softmax(class_logits, dim=1)[:, 1:]
-        target = one_hot[:, 1:]
-        intersection = (probabilities * target).sum(dim=(0, 2, 3))
-        union = (probabilities * weight[:, None]).sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
-        dice = 1.0 - ((2 * intersection + 1.0) / (union + 1.0)).mean()
-        total = total + config.dice_weight * dice
-    centre_bce = functional.binary_cross_entropy_with_logits(centre_logit, centre, reduction="none")
-    # Centre-ness only matters inside objects; weigh it up there so splits are learned.
-    centre_weight = weight * (1.0 + 2.0 * (classes > 0).float())
-    if config.contact_weight > 0 and instances is not None:
-        centre_weight = centre_weight + weight * config.contact_weight * contact_band(instances)
-    return total + (centre_bce * centre_weight).sum() / pixels
-
-
 class UNetDetector(Detector):
     """A trained U-Net with its normalisation polarity and tuned post-processing."""
 
@@ -307,7 +160,7 @@ class UNetDetector(Detector):
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None, None]
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-            with _autocast(self.device, self.bfloat16):
+            with autocast(self.device, self.bfloat16):
                 logits = self.network(x)[0].float()  # maps stay float32
             n_logits = logits.shape[0] - 1
             probabilities = torch.softmax(logits[:n_logits], dim=0)[1:]
@@ -375,6 +228,7 @@ class UNetDetector(Detector):
                 "core_threshold": self.params.core_threshold,
                 "marker_h": self.params.marker_h,
                 "merge_classes": list(self.params.merge_classes),
+                "core_shares": list(self.params.core_shares),
             },
             "min_area_px": self.min_area_px,
         }
@@ -418,9 +272,9 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         centre = torch.from_numpy(np.stack([p.centre for p in patches])).to(device)
         valid = torch.from_numpy(np.stack([p.valid for p in patches])).to(device)
         instances = torch.from_numpy(np.stack([p.instances for p in patches])).to(device)
-        with _autocast(device, bfloat16):
+        with autocast(device, bfloat16):
             logits = network(images)
-        loss = _loss(logits.float(), classes, centre, valid, config, instances)
+        loss = training_loss(logits.float(), classes, centre, valid, config, instances)
         if not torch.isfinite(loss):
             raise ModelError(
                 f"training diverged at step {step} (loss {loss.item()}); try a lower "
@@ -453,167 +307,6 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
     return detector
 
 
-FG_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.88, 0.94)
-CORE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
-MARKER_H_GRID = (0.05, 0.1, 0.2)
-# Crop scores this close to the best count as a tie (one object in 40 moves F1 by ~0.012).
-TIE_TOLERANCE = 0.004
-
-
-def tune_postprocessing(
-    detector: UNetDetector, data: TrainingSet, context: TrainContext
-) -> tuple[WatershedParams, dict[str, Any]]:
-    """Pick the foreground and core thresholds that best reproduce the labelled crops.
-
-    Objective: per class, F1 at IoU 0.5 over the crops minus half the mean diameter error,
-    averaged over the classes (:func:`_score_crops`). The crops are the training data and hold
-    few touching pairs, so several core thresholds often tie there while they differ on the
-    whole image (0.936 against 0.956 F1 on a benchmark image for the first and the middle of
-    three tied values). Ties are therefore broken towards the
-    middle of the tied range, which is the choice least likely to sit on the edge of a cliff.
-    The maps are computed once per crop (with context around it), so the grid costs seconds.
-    """
-    crops = _crop_maps(detector, data)
-    markers = [(core, 0.0) for core in CORE_GRID] + [(0.5, h) for h in MARKER_H_GRID]
-    timer = StageTimer(context.progress, "tune", len(FG_GRID) * len(markers), 0.5)
-    scores: dict[tuple[float, tuple[float, float]], tuple[float, MatchCounts]] = {}
-    for fg_index, fg_threshold in enumerate(FG_GRID):
-        for marker_index, (core_threshold, marker_h) in enumerate(markers):
-            timer.update(fg_index * len(markers) + marker_index)
-            params = replace(
-                detector.params,
-                fg_threshold=fg_threshold,
-                core_threshold=core_threshold,
-                marker_h=marker_h,
-            )
-            # Sizes matter for the statistics: 10 % diameter error costs as much as 0.05 F1.
-            objective, total = _score_crops(crops, detector, params)
-            scores[(fg_threshold, (core_threshold, marker_h))] = (objective, total)
-    timer.update(len(FG_GRID) * len(markers))
-    best_for_marker = {marker: max(scores[(fg, marker)][0] for fg in FG_GRID) for marker in markers}
-    cores = [m for m in markers if m[1] == 0.0]
-    maxima = [m for m in markers if m[1] > 0.0]
-    marker = _middle_of_best(cores, best_for_marker)
-    # h-maxima markers are slower; use them only when (the middle of their own tie run)
-    # reproduces the crops clearly better.
-    h_marker = _middle_of_best(maxima, best_for_marker)
-    if best_for_marker[h_marker] > best_for_marker[marker] + TIE_TOLERANCE:
-        marker = h_marker
-    # The foreground threshold sets the sizes: take the best one, not the middle of a tie.
-    fg_threshold = max(FG_GRID, key=lambda fg: scores[(fg, marker)][0])
-    params = replace(
-        detector.params, fg_threshold=fg_threshold, core_threshold=marker[0], marker_h=marker[1]
-    )
-    total = scores[(fg_threshold, marker)][1]
-    metrics = {
-        "crop_f1": round(total.f1, 4),
-        "crop_mean_abs_diameter_error_pct": round(100 * total.mean_abs_diameter_error, 2),
-        "fg_threshold": params.fg_threshold,
-        "core_threshold": params.core_threshold,
-        "marker_h": params.marker_h,
-    }
-    log.info("post-processing tuned on crops: %s", metrics)
-    return params, metrics
-
-
-def _middle_of_best(candidates: list[Any], objective: dict[Any, float]) -> Any:
-    """The middle candidate of the contiguous run of near-best ones around the first best.
-
-    ``candidates`` are in grid order; a run is contiguous in that order. For a run of even
-    length the upper of the two middle candidates is taken.
-    """
-    best = max(objective[c] for c in candidates)
-    first = next(i for i, c in enumerate(candidates) if objective[c] >= best - 1e-12)
-    start = stop = first
-    while start > 0 and objective[candidates[start - 1]] >= best - TIE_TOLERANCE:
-        start -= 1
-    while stop + 1 < len(candidates) and objective[candidates[stop + 1]] >= best - TIE_TOLERANCE:
-        stop += 1
-    return candidates[(start + stop + 1) // 2]
-
-
-def _crop_maps(
-    detector: UNetDetector, data: TrainingSet
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Network maps of each labelled crop (computed with context around it), its truth labels
-    and the class ids of its image's instances (``class_ids[label - 1]``)."""
-    crops = []
-    margin = detector.config.overlap_px
-    for item in data.images:
-        # Normalise with the whole image's limits, as at inference.
-        normalised = normalise(item.pixels, detector.invert)
-        for box in item.boxes:
-            top, left = max(0, box.top - margin), max(0, box.left - margin)
-            bottom = min(item.pixels.shape[0], box.bottom + margin)
-            right = min(item.pixels.shape[1], box.right + margin)
-            maps = predict_maps_tiled(
-                detector.forward_tile,
-                normalised[top:bottom, left:right],
-                len(detector.classes) + 1,
-                1024,
-                margin,
-                multiple=detector.multiple,
-            )
-            rows = slice(box.top - top, box.bottom - top)
-            cols = slice(box.left - left, box.right - left)
-            truth = item.instances.labels[box.slices()]
-            crops.append((maps[:, rows, cols], truth, item.instances.class_ids))
-    return crops
-
-
-def _score_crops(
-    crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    detector: UNetDetector,
-    params: WatershedParams,
-) -> tuple[float, MatchCounts]:
-    """Class-balanced crop objective and the pooled counts for the metrics.
-
-    Each class scores ``F1 − 0.5 × mean |D error|`` on its own (an object found with the wrong
-    class counts against both), and the objective is the mean over the classes present. Pooled
-    over objects instead, 32 single atoms outvoted the one labelled particle: the foreground
-    threshold went to 0.94 and unseen particles came out 7 % too small and split.
-    """
-    n_classes = len(detector.classes)
-    per_class = np.zeros((n_classes, 3), dtype=np.int64)
-    errors: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
-    for maps, truth, truth_classes in crops:
-        instances, _ = instances_from_maps(
-            maps[:-1],
-            maps[-1],
-            detector.classes,
-            params,
-            min_area_px=np.array(detector.min_area_px),
-            score_threshold=DetectOptions().score_threshold,
-        )
-        present = np.unique(truth[truth > 0])
-        for index in range(n_classes):
-            predicted_ids = np.flatnonzero(instances.class_ids == index + 1) + 1
-            truth_ids = present[truth_classes[present - 1] == index + 1]
-            if predicted_ids.size == 0 and truth_ids.size == 0:
-                continue
-            counts = match_instances(instances.labels, truth, predicted_ids, truth_ids)
-            per_class[index] += (
-                counts.true_positives,
-                counts.false_positives,
-                counts.false_negatives,
-            )
-            errors[index].append(counts.diameter_errors)
-    objectives = []
-    for index in range(n_classes):
-        if not per_class[index].any():
-            continue
-        counts = MatchCounts(*map(int, per_class[index]), _joined(errors[index]))
-        objectives.append(counts.f1 - 0.5 * counts.mean_abs_diameter_error)
-    pooled = MatchCounts(
-        *map(int, per_class.sum(axis=0)), _joined([e for group in errors for e in group])
-    )
-    return (float(np.mean(objectives)) if objectives else 0.0), pooled
-
-
-def _joined(arrays: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(arrays) if arrays else np.zeros(0)
-
-
 def load(
     config: UNetConfig,
     classes: list[str],
@@ -637,6 +330,7 @@ def load(
         core_threshold=float(post.get("core_threshold", 0.5)),
         marker_h=float(post.get("marker_h", 0.0)),
         merge_classes=_merge_classes(post.get("merge_classes")),
+        core_shares=_core_shares(post.get("core_shares")),
     )
     min_area = extra.get("min_area_px") or [1.0] * len(classes)
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
@@ -661,6 +355,21 @@ def _merge_classes(saved: Any) -> tuple[bool, ...]:
             "train the model again"
         )
     return tuple(saved)
+
+
+def _core_shares(saved: Any) -> tuple[float, ...]:
+    """``core_shares`` as saved in ``model.json`` (missing in models saved before it)."""
+    if saved is None:
+        return ()
+    if not isinstance(saved, list) or not all(
+        isinstance(share, int | float) and not isinstance(share, bool) and 0 <= share < 1
+        for share in saved
+    ):
+        raise ModelError(
+            f"model.json: postprocess.core_shares must be a list of numbers from 0 to below 1, "
+            f"got {saved!r}; train the model again"
+        )
+    return tuple(float(share) for share in saved)
 
 
 register_engine(

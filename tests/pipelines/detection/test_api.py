@@ -13,6 +13,7 @@ from pipelines import tasks
 from pipelines.artifact import MODEL_JSON, WEIGHTS_FILE
 from pipelines.detection import api
 from pipelines.detection.registry import list_engines
+from pipelines.detection.tuning import SHARE_GRID
 from pipelines.errors import InvalidInput, ModelError
 from pipelines.formats.labelme import Box, read_labelme, resolve_image_path
 
@@ -212,7 +213,7 @@ def test_auto_device_trains_and_a_missing_gpu_is_a_clear_error(
             api.load_detector(model, device="cuda")
 
 
-def test_only_a_class_with_few_examples_merges_fragments_and_older_models_merge_none(
+def test_merging_and_trimming_are_set_per_class_and_older_models_do_neither(
     tmp_path, tiny_unet_config
 ):
     sample = make_sample(96, seed=6, n_particles=1, n_sites=12, radius_px=(6, 7))
@@ -221,23 +222,42 @@ def test_only_a_class_with_few_examples_merges_fragments_and_older_models_merge_
     )
     detector = api.load_detector(model)
     assert detector.params.merge_classes == (True, False)  # 1 particle, 12 single sites
+    # Only the single sites (5 px) may be trimmed to their cores; the particle never is.
+    particle_share, site_share = detector.params.core_shares
+    assert particle_share == 0.0 and site_share in SHARE_GRID
     older = tmp_path / "older"
     shutil.copytree(model, older)
     info = json.loads((older / MODEL_JSON).read_text())
     del info["extra"]["postprocess"]["merge_classes"]
+    del info["extra"]["postprocess"]["core_shares"]
     (older / MODEL_JSON).write_text(json.dumps(info))
     assert api.load_detector(older).params.merge_classes == ()
+    assert api.load_detector(older).params.core_shares == ()
 
 
-@pytest.mark.parametrize("saved", ["true", [1, 0], {"particle": True}])
-def test_a_bad_merge_setting_in_model_json_is_a_model_error(tiny_model, tmp_path, saved):
+@pytest.mark.parametrize(
+    ("key", "saved"),
+    [
+        ("merge_classes", "true"),
+        ("merge_classes", [1, 0]),
+        ("merge_classes", {"particle": True}),
+        ("core_shares", "0.5"),
+        ("core_shares", [1.0]),
+        ("core_shares", [-0.1]),
+        ("core_shares", [True]),
+        ("core_shares", {"site": 0.5}),
+    ],
+)
+def test_a_bad_post_processing_setting_in_model_json_is_a_model_error(
+    tiny_model, tmp_path, key, saved
+):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     info = json.loads((broken / MODEL_JSON).read_text())
-    info["extra"]["postprocess"]["merge_classes"] = saved
+    info["extra"]["postprocess"][key] = saved
     (broken / MODEL_JSON).write_text(json.dumps(info))
-    with pytest.raises(ModelError, match="merge_classes"):
+    with pytest.raises(ModelError, match=key):
         api.load_detector(broken)
-    info["extra"]["postprocess"]["merge_classes"] = None
+    info["extra"]["postprocess"][key] = None  # as missing: older models
     (broken / MODEL_JSON).write_text(json.dumps(info))
-    assert api.load_detector(broken).params.merge_classes == ()
+    assert getattr(api.load_detector(broken).params, key) == ()

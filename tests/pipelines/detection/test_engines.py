@@ -66,7 +66,8 @@ def test_unet_loss_weighs_only_the_rare_object_class():
     """The extra class-averaged term applies to the rarer object class, never to one class."""
     import torch
 
-    from pipelines.detection.unet import UNetConfig, _loss
+    from pipelines.detection.unet import UNetConfig
+    from pipelines.detection.unet_network import training_loss
 
     torch.manual_seed(0)
     classes = torch.zeros(1, 16, 16, dtype=torch.int64)
@@ -75,14 +76,14 @@ def test_unet_loss_weighs_only_the_rare_object_class():
     centre = torch.zeros(1, 16, 16)
     valid = torch.ones(1, 16, 16, dtype=torch.bool)
     logits = torch.randn(1, 4, 16, 16)
-    plain = _loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=0.0))
-    rare = _loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=1.0))
+    plain = training_loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=0.0))
+    rare = training_loss(logits, classes, centre, valid, UNetConfig(rare_class_weight=1.0))
     assert torch.isfinite(rare) and float(rare) > float(plain)
     one_class = classes.clamp_max(1)
     logits_one = logits[:, [0, 1, 3]]
     assert torch.allclose(
-        _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=0.0)),
-        _loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=1.0)),
+        training_loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=0.0)),
+        training_loss(logits_one, one_class, centre, valid, UNetConfig(rare_class_weight=1.0)),
     )
 
 
@@ -90,7 +91,8 @@ def test_contact_band_marks_only_where_two_objects_touch():
     """Two touching squares get a band along their shared edge; a lone square gets none."""
     import torch
 
-    from pipelines.detection.unet import UNetConfig, _loss, contact_band
+    from pipelines.detection.unet import UNetConfig
+    from pipelines.detection.unet_network import contact_band, training_loss
 
     ids = torch.zeros(1, 12, 12, dtype=torch.int32)
     ids[0, 2:6, 1:5] = 1
@@ -108,8 +110,8 @@ def test_contact_band_marks_only_where_two_objects_touch():
     centre = torch.zeros(1, 12, 12)
     valid = torch.ones(1, 12, 12, dtype=torch.bool)
     logits = torch.zeros(1, 3, 12, 12)
-    plain = _loss(logits, classes, centre, valid, UNetConfig(contact_weight=0.0), ids)
-    weighted = _loss(logits, classes, centre, valid, UNetConfig(contact_weight=4.0), ids)
+    plain = training_loss(logits, classes, centre, valid, UNetConfig(contact_weight=0.0), ids)
+    weighted = training_loss(logits, classes, centre, valid, UNetConfig(contact_weight=4.0), ids)
     # zero logits against a zero target: ln 2 per pixel, averaged over the 144 valid pixels
     expected = 4.0 * np.log(2.0) * band.sum() / 144
     assert float(weighted) - float(plain) == pytest.approx(expected, rel=1e-5)
@@ -123,7 +125,8 @@ def test_unet_precision_auto_uses_bfloat16_only_where_the_processor_has_it():
 
     import torch
 
-    from pipelines.detection.unet import UNetConfig, use_bfloat16
+    from pipelines.detection.unet import UNetConfig
+    from pipelines.detection.unet_network import use_bfloat16
 
     with pytest.raises(ValueError, match=r"precision must be one of .*got 'fp16'"):
         UNetConfig(precision="fp16")
@@ -146,7 +149,8 @@ def test_unet_bfloat16_forward_matches_float32():
     import torch
 
     from pipelines.detection.postprocess import WatershedParams
-    from pipelines.detection.unet import UNetConfig, UNetDetector, build_network
+    from pipelines.detection.unet import UNetConfig, UNetDetector
+    from pipelines.detection.unet_network import build_network
 
     torch.manual_seed(0)
     network = build_network(UNetConfig(channels=(4, 8)), 1)

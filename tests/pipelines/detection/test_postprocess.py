@@ -1,11 +1,17 @@
-"""Fragments of one object are joined; touching objects and other classes are not."""
+"""After the watershed: fragments of one object are joined (touching objects and other classes
+are not), and objects of a few pixels are trimmed to their cores."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from pipelines.detection.postprocess import WatershedParams, instances_from_maps, merge_fragments
+from pipelines.detection.postprocess import (
+    WatershedParams,
+    instances_from_maps,
+    merge_fragments,
+    trim_to_cores,
+)
 
 
 def _disk(shape: tuple[int, int], cy: float, cx: float, radius: float) -> np.ndarray:
@@ -67,3 +73,44 @@ def test_regions_without_centre_ness_or_with_id_gaps_are_handled() -> None:
     ridge = np.full(labels.shape, 0.9, np.float32)
     joined, count = merge_fragments(labels, 3, ridge, same_class, merge)
     assert count == 1 and set(np.unique(joined)) == {1}
+
+
+def _particle_and_halo_atom() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Maps of a particle (class 1) and a 2x2 atom (class 2) whose foreground covers its 6x6
+    blurred halo while its centre-ness stays on the atom (0.3 on the halo)."""
+    shape = (40, 64)
+    disk = _disk(shape, 20, 20, 8)
+    atom = np.zeros(shape, bool)
+    atom[20:22, 50:52] = True
+    halo = np.zeros(shape, bool)
+    halo[18:24, 48:54] = True
+    probs = np.zeros((2, *shape), np.float32)
+    probs[0][disk] = 0.95
+    probs[1][halo] = 0.95
+    edge = ndimage.distance_transform_edt(disk)
+    centre = np.where(disk, edge / edge.max(), 0.0) + np.where(halo, 0.3, 0.0)
+    centre[atom] = 1.0
+    return probs, centre.astype(np.float32), disk, atom
+
+
+def test_a_few_pixel_object_is_trimmed_to_its_core_and_other_classes_keep_every_pixel() -> None:
+    probs, centre, disk, atom = _particle_and_halo_atom()
+    names = ["particle", "single_site"]
+    whole, _ = instances_from_maps(probs, centre, names, WatershedParams(0.5, 0.5))
+    assert whole.count == 2 and (whole.labels > 0).sum() == disk.sum() + 36
+    params = WatershedParams(0.5, 0.5, core_shares=(0.0, 0.5))
+    trimmed, scores = instances_from_maps(probs, centre, names, params)
+    assert trimmed.count == 2 and scores.size == 2
+    site = trimmed.labels == 1 + int(np.flatnonzero(trimmed.class_ids == 2)[0])
+    assert np.array_equal(site, atom)
+    particle = trimmed.labels == 1 + int(np.flatnonzero(trimmed.class_ids == 1)[0])
+    assert np.array_equal(particle, disk)
+
+
+def test_trimming_keeps_each_regions_peak_and_skips_the_background() -> None:
+    labels = np.array([[1, 1, 0, 2], [1, 1, 0, 2]], dtype=np.int32)
+    centre = np.array([[0.2, 0.3, 0.0, 0.5], [0.1, 0.2, 0.0, 0.5]], dtype=np.float32)
+    kept = trim_to_cores(labels, 2, centre, np.array([0.9, 0.9, 0.9]))
+    # Region 1 keeps only its peak; region 2, flat, keeps everything; background stays 0.
+    assert kept.tolist() == [[0, 1, 0, 2], [0, 0, 0, 2]]
+    assert np.array_equal(trim_to_cores(labels, 2, centre, np.zeros(3)), labels)

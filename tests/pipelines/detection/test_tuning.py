@@ -1,13 +1,18 @@
-"""Post-processing choices made after training: tie-breaking and the minimum object size."""
+"""Post-processing choices made after training: tie-breaking, core shares of few-pixel
+objects and the minimum object size."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
 from pipelines.detection.data import LabelledImage, TrainingSet
-from pipelines.detection.unet import _middle_of_best
+from pipelines.detection.postprocess import WatershedParams
+from pipelines.detection.tuning import SHARE_GRID, _middle_of_best, _tune_core_shares
 from pipelines.formats.labelme import Box
 from pipelines.formats.masks import InstanceMasks
+from pipelines.progress import StageTimer
 
 
 def test_ties_are_broken_towards_the_middle_of_the_tied_run():
@@ -55,3 +60,44 @@ def test_ten_examples_narrow_the_margin_and_all_cut_objects_still_count():
 def test_a_crop_at_the_image_edge_does_not_cut_objects():
     item = _image_with([(slice(0, 3), slice(5, 9))], Box(0, 0, 20, 20))
     assert item.instances_cut_by_boxes() == set()
+
+
+def _haloed_atoms_crop() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A crop of nine 2x2 atoms whose foreground spreads over a 6x6 halo each (centre-ness
+    0.35 there, 1 on the atom): the maps of a network that follows the blur."""
+    size = 60
+    truth = np.zeros((size, size), np.int32)
+    maps = np.zeros((2, size, size), np.float32)
+    for index in range(9):
+        top, left = 8 + 18 * (index // 3), 8 + 18 * (index % 3)
+        truth[top : top + 2, left : left + 2] = index + 1
+        maps[0, top - 2 : top + 4, left - 2 : left + 4] = 0.95
+        maps[1, top - 2 : top + 4, left - 2 : left + 4] = 0.35
+        maps[1, top : top + 2, left : left + 2] = 1.0
+    return maps, truth, np.ones(9, np.int32)
+
+
+def test_core_shares_are_tuned_only_for_classes_of_few_pixel_objects() -> None:
+    crops = [_haloed_atoms_crop()]
+    detector = SimpleNamespace(classes=["single_site"], min_area_px=[1.0])
+    params = WatershedParams(fg_threshold=0.5, core_threshold=0.5)
+    timer = StageTimer(None, "tune", len(SHARE_GRID))
+    tuned, counts = _tune_core_shares(crops, detector, params, [True], timer, 0)
+    # 0.3 keeps the halo (IoU 4/36); 0.4 is the smallest share that drops it.
+    assert tuned.core_shares == (0.4,) and counts.true_positives == 9 and counts.f1 == 1.0
+    untouched, counts = _tune_core_shares(crops, detector, params, [False], timer, 0)
+    assert untouched.core_shares == (0.0,) and counts.true_positives == 0
+
+
+def test_a_class_is_of_few_pixels_when_its_median_object_is_at_most_6_px_wide() -> None:
+    box = Box(0, 0, 40, 40)
+    atoms = [(slice(2 + 4 * i, 4 + 4 * i), slice(2, 4)) for i in range(5)]  # 4 px each
+    particles = [(slice(2 + 8 * i, 8 + 8 * i), slice(20, 27)) for i in range(3)]  # 42 px
+    labels = np.zeros((40, 40), np.int32)
+    class_ids = []
+    for index, (rows, cols) in enumerate([*atoms, *particles], start=1):
+        labels[rows, cols] = index
+        class_ids.append(2 if index <= len(atoms) else 1)
+    instances = InstanceMasks(labels, np.array(class_ids, np.int32), ["particle", "site"])
+    item = LabelledImage("x", np.zeros((40, 40), np.uint16), instances, [box])
+    assert TrainingSet([item], ["particle", "site", "none"]).few_pixels() == [False, True, False]

@@ -1,18 +1,24 @@
-"""Does joining fragments of a class with few labels help? The same model with and without.
+"""The steps after the watershed for classes of few labels or few pixels, with and without.
 
 For each case the default ``unet`` engine trains once on a 2048² sample's crops; the trained
-model then finds objects on the same image and on an unseen one twice: with its saved
-fragment merging (``WatershedParams.merge_classes``, set for classes with few labelled
-examples) and with merging switched off and the thresholds tuned on the crops again without
-it, as training without merging would have tuned them. The network is the same, so the
-difference is the merging alone. Cases are
+model then finds objects on the same image and on an unseen one three times:
+
+- ``default``: as trained, with its fragment merging (``WatershedParams.merge_classes``, for
+  classes with few labelled examples) and its core shares (``WatershedParams.core_shares``,
+  for classes of objects a few pixels wide);
+- ``not_merged``: merging switched off and the thresholds tuned on the crops again without
+  it, as training without merging would have tuned them;
+- ``not_trimmed``: the trained thresholds with every core share 0 (shares are tuned after
+  the thresholds, so these are the thresholds training without them would pick).
+
+The network is the same, so each difference is that step alone. Cases are
 ``particles+sites`` seeds (1–3 labelled particles beside ~30 single atoms) and, with
 ``--touching``, the same scenario with ~34 particles of which 30 % touch in pairs — where
-joining could wrongly merge neighbours. Run under the heavy-job lock (~3.5 min a case)::
+joining could wrongly merge neighbours. Run under the heavy-job lock (~4 min a case)::
 
-    flock /tmp/nocode-heavy.lock .venv/bin/python benchmarks/detection_merge.py --touching
+    flock /tmp/nocode-heavy.lock .venv/bin/python benchmarks/detection_postprocess.py --touching
 
-Prints a Markdown table and writes JSON to ``benchmarks/results/detection-merge.json``.
+Prints a Markdown table and writes JSON to ``benchmarks/results/detection-postprocess.json``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ def run_case(
     size_px: int = 2048,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train once; score the same model with and without fragment merging on two images."""
+    """Train once; score the same model as trained, without merging and without trimming."""
     from pipelines.detection import api
     from pipelines.detection.api import load_training_set
     from pipelines.detection.base import TrainContext
@@ -61,10 +67,16 @@ def run_case(
     model_dir = work / f"model-{seed}-{len(overrides)}"
     api.train([paths["labels"]], model_dir, config=config)
     detector = api.load_detector(model_dir)
-    merging = detector.params
-    detector.params = dataclasses.replace(merging, merge_classes=())
-    plain, _ = tune_postprocessing(detector, load_training_set([paths["labels"]]), TrainContext())
-    detector.params = merging
+    trained = detector.params
+    detector.params = dataclasses.replace(trained, merge_classes=())
+    modes = {
+        "default": trained,
+        "not_merged": tune_postprocessing(
+            detector, load_training_set([paths["labels"]]), TrainContext()
+        )[0],
+        "not_trimmed": dataclasses.replace(trained, core_shares=()),
+    }
+    detector.params = trained
     record: dict[str, Any] = {
         "seed": seed,
         "image_overrides": overrides,
@@ -76,38 +88,43 @@ def run_case(
             name: int((sample.truth.class_ids == index).sum())
             for index, name in enumerate(sample.truth.class_names, start=1)
         },
-        "merge_classes": list(merging.merge_classes),
+        "merge_classes": list(trained.merge_classes),
+        "core_shares": list(trained.core_shares),
         "thresholds": {
             mode: [params.fg_threshold, params.core_threshold, params.marker_h]
-            for mode, params in (("merged", merging), ("not_merged", plain))
+            for mode, params in modes.items()
         },
         "train_steps": train_steps_of(model_dir),
     }
     unseen = generate(SCENARIO, size_px, seed + UNSEEN_SEED_OFFSET, **overrides)
     for name, image_sample in (("same", sample), ("unseen", unseen)):
-        for mode, params in (("merged", merging), ("not_merged", plain)):
+        for mode, params in modes.items():
             detector.params = params
             detections = api.detect(detector, image_sample.image)
             result = evaluate_instances(detections.instances, image_sample.truth, compute_ap=False)
             record[f"{name}_{mode}"] = score_rows(result)
-        detector.params = merging
+        detector.params = trained
     return record
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """Markdown table: particle and site F1 with and without merging, per image."""
+    """Markdown table: particle and site F1 (and site |D error| %) in each mode, per image."""
     lines = [
-        "| seed | particles | labelled particles | image | F1 particle merged | not merged "
-        "| F1 site merged | not merged |",
-        "|---|---|---|---|---|---|---|---|",
+        "| seed | particles | labelled particles | image | F1 particle default | not merged "
+        "| F1 site default | not merged | not trimmed | site \\|D err\\| % default | not trimmed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for image in ("same", "unseen"):
-            merged, plain = r[f"{image}_merged"], r[f"{image}_not_merged"]
+            default, plain = r[f"{image}_default"], r[f"{image}_not_merged"]
+            whole = r[f"{image}_not_trimmed"]
             lines.append(
                 f"| {r['seed']} | {r['true']['particle']} | {r['labelled']['particle']} "
-                f"| {image} | {fmt(merged['particle']['f1'])} | {fmt(plain['particle']['f1'])} "
-                f"| {fmt(merged['single_site']['f1'])} | {fmt(plain['single_site']['f1'])} |"
+                f"| {image} | {fmt(default['particle']['f1'])} | {fmt(plain['particle']['f1'])} "
+                f"| {fmt(default['single_site']['f1'])} | {fmt(plain['single_site']['f1'])} "
+                f"| {fmt(whole['single_site']['f1'])} "
+                f"| {fmt(default['single_site']['mean_abs_d_error_pct'], 1)} "
+                f"| {fmt(whole['single_site']['mean_abs_d_error_pct'], 1)} |"
             )
     return "\n".join(lines)
 
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "--touching", nargs="*", type=int, default=None, help="also these seeds with touching pairs"
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
-    parser.add_argument("--output", default=str(RESULTS / "detection-merge.json"))
+    parser.add_argument("--output", default=str(RESULTS / "detection-postprocess.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
@@ -139,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         table,
         output,
         args.output,
-        "nocode-merge-",
+        "nocode-postprocess-",
     )
     return 0
 
