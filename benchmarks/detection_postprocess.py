@@ -6,8 +6,8 @@ model then finds objects on the same image and on an unseen one three times:
 - ``default``: as trained, with its fragment merging (``WatershedParams.merge_classes``, for
   classes with few labelled examples) and its core shares (``WatershedParams.core_shares``,
   for classes of objects a few pixels wide);
-- ``not_merged``: merging switched off and the thresholds tuned on the crops again without
-  it, as training without merging would have tuned them;
+- ``not_merged``: merging switched off and the thresholds and core shares tuned on the crops
+  again without it, as training without merging would have tuned them;
 - ``not_trimmed``: the trained thresholds with every core share 0 (shares are tuned after
   the thresholds, so these are the thresholds training without them would pick).
 
@@ -58,7 +58,7 @@ def run_case(
     from pipelines.detection import api
     from pipelines.detection.api import load_training_set
     from pipelines.detection.base import TrainContext
-    from pipelines.detection.unet import tune_postprocessing
+    from pipelines.detection.tuning import tune_postprocessing
     from pipelines.evaluation import evaluate_instances
     from pipelines.synthetic import generate, write_sample
 
@@ -94,6 +94,7 @@ def run_case(
             mode: [params.fg_threshold, params.core_threshold, params.marker_h]
             for mode, params in modes.items()
         },
+        "mode_core_shares": {mode: list(params.core_shares) for mode, params in modes.items()},
         "train_steps": train_steps_of(model_dir),
     }
     unseen = generate(SCENARIO, size_px, seed + UNSEEN_SEED_OFFSET, **overrides)

@@ -7,7 +7,8 @@ on the negated centre-ness inside the foreground. Each instance then takes the c
 largest summed probability, so a particle is never also reported as a single site. For a class
 learned from a handful of labelled objects, whose centre-ness can show several cores in one
 large particle, touching pieces of that class are joined again where the centre-ness between
-them stays high (:func:`merge_fragments`).
+them stays high (:func:`merge_fragments`). Objects of classes a few pixels wide (single atoms)
+are trimmed to the pixels near their centre-ness peak (:func:`trim_to_cores`).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def instances_from_maps(
     shares[: len(params.core_shares)] = params.core_shares[:n_classes]
     if shares.any():
         labels = trim_to_cores(labels, n_markers, centre, shares[class_index])
-        area, sums, class_index = _class_sums(labels, n_markers, class_probs)
+        # Each object keeps the class it was trimmed as.
+        area, sums, _ = _class_sums(labels, n_markers, class_probs)
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = np.where(area > 0, sums[class_index, np.arange(area.size)] / area, 0.0)
     minimum = np.broadcast_to(np.asarray(min_area_px, dtype=np.float64), (n_classes,))
@@ -205,13 +207,29 @@ def trim_to_cores(
 
     Why: for objects of a few pixels (single atoms) the foreground spreads over the blurred
     halo around them, while the centre-ness, 1 at the centre and falling to the edge, stays
-    as tight as the labels. A region's peak pixel always stays.
+    as tight as the labels.
+
+    ``labels (H, W) int32``: ids ``0..count`` (gaps allowed); ``centre (H, W) float32`` in
+    [0, 1]; ``share_by_id (count + 1,)``, index 0 unused. Returns ``(H, W) int32`` with the
+    same ids. A trimmed region keeps only the (8-connected) piece holding its peak: a second
+    bump above the share would otherwise count in its area and its centre.
     """
+    ids = np.flatnonzero(share_by_id[1:] > 0) + 1
+    if ids.size == 0:
+        return labels
     peaks = np.zeros(count + 1)
-    peaks[1:] = ndimage.maximum(centre, labels, np.arange(1, count + 1))
+    peaks[ids] = ndimage.maximum(centre, labels, ids)
     cut = (share_by_id * peaks).astype(np.float32)
     cut[0] = 0.0
-    return np.where(centre < cut[labels], 0, labels).astype(np.int32, copy=False)
+    trimmed = np.where(centre < cut[labels], 0, labels).astype(np.int32, copy=False)
+    is_trimmed = np.zeros(count + 1, dtype=bool)
+    is_trimmed[ids] = True
+    pieces, _ = ndimage.label(is_trimmed[trimmed], structure=np.ones((3, 3), dtype=bool))
+    peak_piece = np.zeros(count + 1, dtype=np.int64)
+    peak_piece[ids] = [pieces[at] for at in ndimage.maximum_position(centre, labels, ids)]
+    stray = is_trimmed[trimmed] & (pieces != peak_piece[trimmed])
+    trimmed[stray] = 0
+    return trimmed
 
 
 def drop_instances_in(

@@ -9,7 +9,7 @@ use the objects: F1 at IoU 0.5 and the diameter error.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,21 @@ CORE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 MARKER_H_GRID = (0.05, 0.1, 0.2)
 # Shares of an object's peak centre-ness below which its pixels are dropped (0 = none).
 SHARE_GRID = (0.0, 0.3, 0.4, 0.5, 0.6)
+
+
+@dataclass(frozen=True)
+class CropMaps:
+    """The network's maps over each labelled crop, with what scoring them needs.
+
+    ``crops``: per crop ``(maps (K + 1, h, w), truth labels (h, w), class ids of the truth
+    instances of its image (class_ids[label - 1]))``.
+    """
+
+    crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    classes: list[str]
+    min_area_px: list[float]
+
+
 # Crop scores this close to the best count as a tie (one object in 40 moves F1 by ~0.012).
 TIE_TOLERANCE = 0.004
 
@@ -68,7 +83,7 @@ def tune_postprocessing(
                 marker_h=marker_h,
             )
             # Sizes matter for the statistics: 10 % diameter error costs as much as 0.05 F1.
-            objectives, total = _score_crops(crops, detector, params)
+            objectives, total = _score_crops(crops, params)
             scores[(fg_threshold, (core_threshold, marker_h))] = (_mean(objectives), total)
     timer.update(grid_size)
     best_for_marker = {marker: max(scores[(fg, marker)][0] for fg in FG_GRID) for marker in markers}
@@ -86,7 +101,7 @@ def tune_postprocessing(
         detector.params, fg_threshold=fg_threshold, core_threshold=marker[0], marker_h=marker[1]
     )
     eligible = data.few_pixels()
-    params, total = _tune_core_shares(crops, detector, params, eligible, timer, grid_size)
+    params, total = _tune_core_shares(crops, params, eligible, timer, grid_size)
     metrics = {
         "crop_f1": round(total.f1, 4),
         "crop_mean_abs_diameter_error_pct": round(100 * total.mean_abs_diameter_error, 2),
@@ -100,8 +115,7 @@ def tune_postprocessing(
 
 
 def _tune_core_shares(
-    crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    detector: UNetDetector,
+    crops: CropMaps,
     params: WatershedParams,
     eligible: list[bool],
     timer: StageTimer,
@@ -110,21 +124,23 @@ def _tune_core_shares(
     """Per class of objects a few pixels wide (``eligible``), the smallest core share whose
     crop score is within a tie of its best; 0 for the other classes.
 
-    Why: single atoms of 2-4 px came out as blobs of 5-8 px, since the foreground follows
-    their blurred halo, and failed IoU 0.5; keeping the pixels above 0.3-0.5 of the peak
-    centre-ness matches them. The same networks with and without
-    (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images): single-site F1
-    0.868 -> 0.877, lowest image 0.823 -> 0.852. A particle's rim has little centre-ness,
-    and one labelled particle is too few to show that trimming it costs size, so larger
-    objects keep every pixel. The shares are tried for all eligible classes at once and
-    chosen per class: an object has one class, so each class's score barely depends on the
+    Why: the foreground of a single atom follows its blurred halo. On one benchmark image
+    15-17 of 281 atoms covering 2-3 px were found covering 5-8 px and failed IoU 0.5; keeping
+    the pixels above 0.3-0.5 of the peak centre-ness matches them. The same networks with and
+    without (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images): single-site
+    F1 0.868 -> 0.877, the hardest image 0.823 -> 0.859. A particle's rim has little
+    centre-ness, and one labelled particle is too few to show that trimming it costs size, so
+    larger objects keep every pixel. The gate is a size, not a name: a class of particles at
+    most 6 px wide is eligible too, and its crops (scored with the diameter error) decide.
+    The shares are tried for all eligible classes at once and chosen per class: an object
+    keeps the class it had before trimming, so each class's score barely depends on the
     others'.
     """
     table = []
     for index, share in enumerate(SHARE_GRID if any(eligible) else ()):
         timer.update(done + index)
         trial = replace(params, core_shares=tuple(share if e else 0.0 for e in eligible))
-        table.append(_score_crops(crops, detector, trial)[0])
+        table.append(_score_crops(crops, trial)[0])
     timer.update(done + len(SHARE_GRID))
     # (shares, classes); NaN where a class has no crop object
     objectives = np.array(table).reshape(len(table), len(eligible))
@@ -136,7 +152,7 @@ def _tune_core_shares(
         near_best = np.flatnonzero(column >= np.nanmax(column) - TIE_TOLERANCE)
         shares.append(SHARE_GRID[int(near_best[0])])
     params = replace(params, core_shares=tuple(shares))
-    return params, _score_crops(crops, detector, params)[1]
+    return params, _score_crops(crops, params)[1]
 
 
 def _middle_of_best(candidates: list[Any], objective: dict[Any, float]) -> Any:
@@ -155,9 +171,7 @@ def _middle_of_best(candidates: list[Any], objective: dict[Any, float]) -> Any:
     return candidates[(start + stop + 1) // 2]
 
 
-def _crop_maps(
-    detector: UNetDetector, data: TrainingSet
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _crop_maps(detector: UNetDetector, data: TrainingSet) -> CropMaps:
     """Network maps of each labelled crop (computed with context around it), its truth labels
     and the class ids of its image's instances (``class_ids[label - 1]``)."""
     crops = []
@@ -181,31 +195,28 @@ def _crop_maps(
             cols = slice(box.left - left, box.right - left)
             truth = item.instances.labels[box.slices()]
             crops.append((maps[:, rows, cols], truth, item.instances.class_ids))
-    return crops
+    return CropMaps(crops, list(detector.classes), list(detector.min_area_px))
 
 
-def _score_crops(
-    crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    detector: UNetDetector,
-    params: WatershedParams,
-) -> tuple[float, MatchCounts]:
-    """Class-balanced crop objective and the pooled counts for the metrics.
+def _score_crops(crops: CropMaps, params: WatershedParams) -> tuple[np.ndarray, MatchCounts]:
+    """Per-class crop objectives ``(K,)`` and the pooled counts for the metrics.
 
     Each class scores ``F1 − 0.5 × mean |D error|`` on its own (an object found with the wrong
-    class counts against both), and the objective is the mean over the classes present. Pooled
+    class counts against both); NaN where a class has neither truth nor predictions in the
+    crops. The grid search takes the mean over the classes present (:func:`_mean`). Pooled
     over objects instead, 32 single atoms outvoted the one labelled particle: the foreground
     threshold went to 0.94 and unseen particles came out 7 % too small and split.
     """
-    n_classes = len(detector.classes)
+    n_classes = len(crops.classes)
     per_class = np.zeros((n_classes, 3), dtype=np.int64)
     errors: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
-    for maps, truth, truth_classes in crops:
+    for maps, truth, truth_classes in crops.crops:
         instances, _ = instances_from_maps(
             maps[:-1],
             maps[-1],
-            detector.classes,
+            crops.classes,
             params,
-            min_area_px=np.array(detector.min_area_px),
+            min_area_px=np.array(crops.min_area_px),
             score_threshold=DetectOptions().score_threshold,
         )
         present = np.unique(truth[truth > 0])

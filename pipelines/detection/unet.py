@@ -6,10 +6,12 @@ memory) predicting per-class probabilities and a centre-ness map trains from two
 165 s (under 3 min with the tuning) and beats the calibrated classical pipeline and the
 random-forest peer on F1 and on diameter error; Mask R-CNN from scratch on a CPU does not get
 close in minutes. Instances come from a watershed of the centre-ness map seeded by its cores;
-the foreground and core thresholds are tuned on the labelled crops after training and saved
-with the model. The centre-ness loss is weighed up where labelled objects touch, since merged
-touching pairs were the largest diameter errors left. Finding objects runs in bfloat16 where
-the hardware has it natively (1.8x faster on the benchmark CPU, same objects).
+the foreground and core thresholds (and the core shares of few-pixel classes) are tuned on the
+labelled crops after training (:mod:`pipelines.detection.tuning`) and saved with the model.
+The network and its loss are in :mod:`pipelines.detection.unet_network`. The centre-ness loss
+is weighed up where labelled objects touch, since merged touching pairs were the largest
+diameter errors left. Finding objects runs in bfloat16 where the hardware has it natively
+(1.8x faster on the benchmark CPU, same objects).
 """
 
 from __future__ import annotations
@@ -329,8 +331,8 @@ def load(
         fg_threshold=float(post.get("fg_threshold", 0.5)),
         core_threshold=float(post.get("core_threshold", 0.5)),
         marker_h=float(post.get("marker_h", 0.0)),
-        merge_classes=_merge_classes(post.get("merge_classes")),
-        core_shares=_core_shares(post.get("core_shares")),
+        merge_classes=_merge_classes(post.get("merge_classes"), len(classes)),
+        core_shares=_core_shares(post.get("core_shares"), len(classes)),
     )
     min_area = extra.get("min_area_px") or [1.0] * len(classes)
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
@@ -345,31 +347,36 @@ def load(
     )
 
 
-def _merge_classes(saved: Any) -> tuple[bool, ...]:
+def _merge_classes(saved: Any, n_classes: int) -> tuple[bool, ...]:
     """``merge_classes`` as saved in ``model.json`` (missing in models saved before it)."""
     if saved is None:
         return ()
-    if not isinstance(saved, list) or not all(isinstance(flag, bool) for flag in saved):
+    if not _per_class_list(saved, n_classes) or not all(isinstance(f, bool) for f in saved):
         raise ModelError(
-            f"model.json: postprocess.merge_classes must be a list of true/false, got {saved!r}; "
-            "train the model again"
+            f"model.json: postprocess.merge_classes must be a list of true/false, one per class, "
+            f"got {saved!r}; train the model again"
         )
     return tuple(saved)
 
 
-def _core_shares(saved: Any) -> tuple[float, ...]:
+def _core_shares(saved: Any, n_classes: int) -> tuple[float, ...]:
     """``core_shares`` as saved in ``model.json`` (missing in models saved before it)."""
     if saved is None:
         return ()
-    if not isinstance(saved, list) or not all(
+    if not _per_class_list(saved, n_classes) or not all(
         isinstance(share, int | float) and not isinstance(share, bool) and 0 <= share < 1
         for share in saved
     ):
         raise ModelError(
             f"model.json: postprocess.core_shares must be a list of numbers from 0 to below 1, "
-            f"got {saved!r}; train the model again"
+            f"one per class, got {saved!r}; train the model again"
         )
     return tuple(float(share) for share in saved)
+
+
+def _per_class_list(saved: Any, n_classes: int) -> bool:
+    """A list of one value per class, or empty (none set: training without tuning)."""
+    return isinstance(saved, list) and len(saved) in (0, n_classes)
 
 
 register_engine(

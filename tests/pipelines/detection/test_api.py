@@ -217,12 +217,12 @@ def test_merging_and_trimming_are_set_per_class_and_older_models_do_neither(
     tmp_path, tiny_unet_config
 ):
     sample = make_sample(96, seed=6, n_particles=1, n_sites=12, radius_px=(6, 7))
-    model = api.train(
-        [write_labelled(tmp_path, sample, None)], tmp_path / "m", config=tiny_unet_config
-    )
+    labels = write_labelled(tmp_path, sample, None)
+    model = api.train([labels], tmp_path / "m", config=tiny_unet_config)
     detector = api.load_detector(model)
     assert detector.params.merge_classes == (True, False)  # 1 particle, 12 single sites
     # Only the single sites (5 px) may be trimmed to their cores; the particle never is.
+    assert api.load_training_set([labels]).few_pixels() == [False, True]
     particle_share, site_share = detector.params.core_shares
     assert particle_share == 0.0 and site_share in SHARE_GRID
     older = tmp_path / "older"
@@ -241,11 +241,13 @@ def test_merging_and_trimming_are_set_per_class_and_older_models_do_neither(
         ("merge_classes", "true"),
         ("merge_classes", [1, 0]),
         ("merge_classes", {"particle": True}),
+        ("merge_classes", [True, True]),  # two values for one class
         ("core_shares", "0.5"),
         ("core_shares", [1.0]),
         ("core_shares", [-0.1]),
         ("core_shares", [True]),
         ("core_shares", {"site": 0.5}),
+        ("core_shares", [0.0, 0.5]),
     ],
 )
 def test_a_bad_post_processing_setting_in_model_json_is_a_model_error(

@@ -114,3 +114,17 @@ def test_trimming_keeps_each_regions_peak_and_skips_the_background() -> None:
     # Region 1 keeps only its peak; region 2, flat, keeps everything; background stays 0.
     assert kept.tolist() == [[0, 1, 0, 2], [0, 0, 0, 2]]
     assert np.array_equal(trim_to_cores(labels, 2, centre, np.zeros(3)), labels)
+
+
+def test_a_trimmed_object_keeps_only_the_piece_around_its_peak() -> None:
+    # One region (id 2; id 1 has no pixels) with its core and a second bump above the share.
+    labels = np.array([[2, 2, 2, 2, 2, 2]], dtype=np.int32)
+    centre = np.array([[0.9, 1.0, 0.2, 0.2, 0.45, 0.45]], dtype=np.float32)
+    kept = trim_to_cores(labels, 2, centre, np.array([0.0, 0.4, 0.4]))
+    assert kept.tolist() == [[2, 2, 0, 0, 0, 0]]
+    # A diagonal neighbour of the peak belongs to its piece.
+    labels = np.ones((2, 2), dtype=np.int32)
+    centre = np.array([[1.0, 0.1], [0.1, 0.8]], dtype=np.float32)
+    assert trim_to_cores(labels, 1, centre, np.array([0.0, 0.5])).tolist() == [[1, 0], [0, 1]]
+    empty = np.zeros((2, 2), dtype=np.int32)
+    assert not trim_to_cores(empty, 0, centre, np.array([0.5])).any()

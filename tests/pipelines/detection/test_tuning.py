@@ -3,13 +3,11 @@ objects and the minimum object size."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from pipelines.detection.data import LabelledImage, TrainingSet
 from pipelines.detection.postprocess import WatershedParams
-from pipelines.detection.tuning import SHARE_GRID, _middle_of_best, _tune_core_shares
+from pipelines.detection.tuning import SHARE_GRID, CropMaps, _middle_of_best, _tune_core_shares
 from pipelines.formats.labelme import Box
 from pipelines.formats.masks import InstanceMasks
 from pipelines.progress import StageTimer
@@ -78,14 +76,13 @@ def _haloed_atoms_crop() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_core_shares_are_tuned_only_for_classes_of_few_pixel_objects() -> None:
-    crops = [_haloed_atoms_crop()]
-    detector = SimpleNamespace(classes=["single_site"], min_area_px=[1.0])
+    crops = CropMaps([_haloed_atoms_crop()], ["single_site"], [1.0])
     params = WatershedParams(fg_threshold=0.5, core_threshold=0.5)
     timer = StageTimer(None, "tune", len(SHARE_GRID))
-    tuned, counts = _tune_core_shares(crops, detector, params, [True], timer, 0)
+    tuned, counts = _tune_core_shares(crops, params, [True], timer, 0)
     # 0.3 keeps the halo (IoU 4/36); 0.4 is the smallest share that drops it.
     assert tuned.core_shares == (0.4,) and counts.true_positives == 9 and counts.f1 == 1.0
-    untouched, counts = _tune_core_shares(crops, detector, params, [False], timer, 0)
+    untouched, counts = _tune_core_shares(crops, params, [False], timer, 0)
     assert untouched.core_shares == (0.0,) and counts.true_positives == 0
 
 
