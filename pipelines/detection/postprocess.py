@@ -218,8 +218,9 @@ def trim_to_cores(
     ids = np.flatnonzero(share_by_id[1:] > 0) + 1
     if ids.size == 0:
         return labels
+    rows, cols = np.array(ndimage.maximum_position(centre, labels, ids)).T
     peaks = np.zeros(count + 1)
-    peaks[ids] = ndimage.maximum(centre, labels, ids)
+    peaks[ids] = centre[rows, cols]
     cut = (share_by_id * peaks).astype(np.float32)
     cut[0] = 0.0
     trimmed = np.where(centre < cut[labels], 0, labels).astype(np.int32, copy=False)
@@ -227,7 +228,7 @@ def trim_to_cores(
     is_trimmed[ids] = True
     pieces, _ = ndimage.label(is_trimmed[trimmed], structure=np.ones((3, 3), dtype=bool))
     peak_piece = np.zeros(count + 1, dtype=np.int64)
-    peak_piece[ids] = [pieces[at] for at in ndimage.maximum_position(centre, labels, ids)]
+    peak_piece[ids] = pieces[rows, cols]
     stray = is_trimmed[trimmed] & (pieces != peak_piece[trimmed])
     trimmed[stray] = 0
     return trimmed
