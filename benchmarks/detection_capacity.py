@@ -31,13 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.detection import fmt, machine_info  # noqa: E402
+from benchmarks.detection import RESULTS, UNSEEN_SEED_OFFSET, fmt, machine_info  # noqa: E402
 from pipelines.detection.unet import UNetConfig  # noqa: E402
 from pipelines.fileio import atomic_write_json  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_VARIANTS = ("16-32-64:1500", "16-32-64:6000", "32-64-128:6000", "32-64-128-256:6000")
-UNSEEN_SEED_OFFSET = 1000
 
 
 def run_variant(seed: int, channels: str, steps: int, device: str) -> dict[str, Any]:

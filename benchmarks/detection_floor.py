@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.detection import (  # noqa: E402
+    RESULTS,
     SCORE_HEADER,
     SCORE_RULE,
+    UNSEEN_SEED_OFFSET,
     machine_info,
     run_recorded,
     score_cells,
@@ -41,8 +43,6 @@ from benchmarks.detection import (  # noqa: E402
     train_steps_of,
 )
 
-RESULTS = ROOT / "benchmarks" / "results"
-UNSEEN_SEED_OFFSET = 1000
 VARIANTS = ("crops", "all", "clean")
 # The image without the support's fine texture and with 33x the dose (particles: 30 counts).
 CLEAN_IMAGE = {"texture_amplitude": 0.0, "dose_counts": 1000.0, "read_noise_counts": 0.5}

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.detection import (  # noqa: E402
+    RESULTS,
+    UNSEEN_SEED_OFFSET,
     fmt,
     machine_info,
     run_recorded,
@@ -41,8 +43,6 @@ from benchmarks.detection import (  # noqa: E402
     train_steps_of,
 )
 
-RESULTS = ROOT / "benchmarks" / "results"
-UNSEEN_SEED_OFFSET = 1000
 SCENARIO = "particles+sites"
 TOUCHING = {"particles_per_mpx": 8.0, "pair_fraction": 0.3}
 

@@ -28,15 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import peers  # noqa: E402
-from benchmarks.detection import fmt  # noqa: E402
+from benchmarks.detection import RESULTS, UNSEEN_SEED_OFFSET, fmt  # noqa: E402
 from pipelines.evaluation import evaluate_instances, region_mask  # noqa: E402
 from pipelines.fileio import atomic_write_json  # noqa: E402
 from pipelines.formats.masks import InstanceMasks  # noqa: E402
 from pipelines.synthetic import generate  # noqa: E402
 
 log = logging.getLogger("benchmarks.peer_comparison")
-RESULTS = ROOT / "benchmarks" / "results"
-UNSEEN_SEED_OFFSET = 1000
 
 
 def _scores(pred: InstanceMasks, truth: InstanceMasks, scores: np.ndarray) -> dict[str, Any]:

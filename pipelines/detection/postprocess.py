@@ -100,13 +100,11 @@ def instances_from_maps(
         return empty, np.zeros(0, np.float32)
     labels = watershed(-centre, markers, mask=mask).astype(np.int32, copy=False)
     area, sums, class_index = _class_sums(labels, n_markers, class_probs)
-    merge = np.zeros(n_classes, dtype=bool)
-    merge[: len(params.merge_classes)] = params.merge_classes[:n_classes]
+    merge = _per_class(params.merge_classes, n_classes, bool)
     if merge.any():
         labels, n_markers = merge_fragments(labels, n_markers, centre, class_index, merge)
         area, sums, class_index = _class_sums(labels, n_markers, class_probs)
-    shares = np.zeros(n_classes)
-    shares[: len(params.core_shares)] = params.core_shares[:n_classes]
+    shares = _per_class(params.core_shares, n_classes, float)
     if shares.any():
         labels = trim_to_cores(labels, n_markers, centre, shares[class_index])
         # Each object keeps the class it was trimmed as.
@@ -127,6 +125,13 @@ def instances_from_maps(
         class_names=list(class_names),
     )
     return instances, scores[kept].astype(np.float32)
+
+
+def _per_class(values: tuple, n_classes: int, dtype: type) -> np.ndarray:
+    """A per-class setting as an array of ``n_classes`` (missing classes: zero / False)."""
+    out = np.zeros(n_classes, dtype=dtype)
+    out[: len(values)] = values[:n_classes]
+    return out
 
 
 def _class_sums(

@@ -69,6 +69,8 @@ def tune_postprocessing(
     Core shares are chosen last, per class (:func:`_tune_core_shares`).
     """
     crops = _crop_maps(detector, data)
+    # Thresholds first, without core shares (those are chosen last, on these thresholds).
+    untrimmed = replace(detector.params, core_shares=())
     markers = [(core, 0.0) for core in CORE_GRID] + [(0.5, h) for h in MARKER_H_GRID]
     grid_size = len(FG_GRID) * len(markers)
     timer = StageTimer(context.progress, "tune", grid_size + len(SHARE_GRID), 0.5)
@@ -77,7 +79,7 @@ def tune_postprocessing(
         for marker_index, (core_threshold, marker_h) in enumerate(markers):
             timer.update(fg_index * len(markers) + marker_index)
             params = replace(
-                detector.params,
+                untrimmed,
                 fg_threshold=fg_threshold,
                 core_threshold=core_threshold,
                 marker_h=marker_h,
@@ -98,10 +100,11 @@ def tune_postprocessing(
     # The foreground threshold sets the sizes: take the best one, not the middle of a tie.
     fg_threshold = max(FG_GRID, key=lambda fg: scores[(fg, marker)][0])
     params = replace(
-        detector.params, fg_threshold=fg_threshold, core_threshold=marker[0], marker_h=marker[1]
+        untrimmed, fg_threshold=fg_threshold, core_threshold=marker[0], marker_h=marker[1]
     )
-    eligible = data.few_pixels()
-    params, total = _tune_core_shares(crops, params, eligible, timer, grid_size)
+    params, total = _tune_core_shares(
+        crops, params, scores[(fg_threshold, marker)][1], data.few_pixels(), timer, grid_size
+    )
     metrics = {
         "crop_f1": round(total.f1, 4),
         "crop_mean_abs_diameter_error_pct": round(100 * total.mean_abs_diameter_error, 2),
@@ -117,12 +120,14 @@ def tune_postprocessing(
 def _tune_core_shares(
     crops: CropMaps,
     params: WatershedParams,
+    untrimmed: MatchCounts,
     eligible: list[bool],
     timer: StageTimer,
     done: int,
 ) -> tuple[WatershedParams, MatchCounts]:
     """Per class of objects a few pixels wide (``eligible``), the smallest core share whose
-    crop score is within a tie of its best; 0 for the other classes.
+    crop score is within a tie of its best; 0 for the other classes. ``untrimmed``: the crops'
+    counts under ``params`` without shares, returned when no class is trimmed.
 
     Why: the foreground of a single atom follows its blurred halo. On one benchmark image 15-17
     of 281 atoms covering 2-3 px were found covering 5-8 px and failed IoU 0.5; keeping the
@@ -153,6 +158,8 @@ def _tune_core_shares(
         near_best = np.flatnonzero(column >= np.nanmax(column) - TIE_TOLERANCE)
         shares.append(SHARE_GRID[int(near_best[0])])
     params = replace(params, core_shares=tuple(shares))
+    if not any(shares):
+        return params, untrimmed
     return params, _score_crops(crops, params)[1]
 
 

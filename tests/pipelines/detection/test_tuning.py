@@ -7,7 +7,13 @@ import numpy as np
 
 from pipelines.detection.data import LabelledImage, TrainingSet
 from pipelines.detection.postprocess import WatershedParams
-from pipelines.detection.tuning import SHARE_GRID, CropMaps, _middle_of_best, _tune_core_shares
+from pipelines.detection.tuning import (
+    SHARE_GRID,
+    CropMaps,
+    _middle_of_best,
+    _score_crops,
+    _tune_core_shares,
+)
 from pipelines.formats.labelme import Box
 from pipelines.formats.masks import InstanceMasks
 from pipelines.progress import StageTimer
@@ -79,10 +85,11 @@ def test_core_shares_are_tuned_only_for_classes_of_few_pixel_objects() -> None:
     crops = CropMaps([_haloed_atoms_crop()], ["single_site"], [1.0])
     params = WatershedParams(fg_threshold=0.5, core_threshold=0.5)
     timer = StageTimer(None, "tune", len(SHARE_GRID))
-    tuned, counts = _tune_core_shares(crops, params, [True], timer, 0)
+    untrimmed = _score_crops(crops, params)[1]
+    tuned, counts = _tune_core_shares(crops, params, untrimmed, [True], timer, 0)
     # 0.3 keeps the halo (IoU 4/36); 0.4 is the smallest share that drops it.
     assert tuned.core_shares == (0.4,) and counts.true_positives == 9 and counts.f1 == 1.0
-    untouched, counts = _tune_core_shares(crops, params, [False], timer, 0)
+    untouched, counts = _tune_core_shares(crops, params, untrimmed, [False], timer, 0)
     assert untouched.core_shares == (0.0,) and counts.true_positives == 0
 
 
