@@ -38,10 +38,10 @@ class WatershedParams:
     # classes with few labelled examples (``TrainingSet.few_examples``), whose centre-ness is
     # learned from a handful of objects and can show several cores in one large particle;
     # empty = no class. The same networks without merging (thresholds re-tuned) and with it,
-    # 1-3 labelled particles beside ~30 single atoms: particle F1 0.88 -> 0.96, 0.85 -> 0.92
-    # and 0.92 -> 0.94 over 8 images in three runs; with 30 % of 34 particles touching (4
-    # images) 0.91 -> 0.95, 0.76 -> 0.92 and 0.92 -> 0.90; single atoms unchanged
-    # (benchmarks/detection_postprocess.py).
+    # 1-3 labelled particles beside ~30 single atoms: particle F1 0.88 -> 0.96, 0.85 -> 0.92,
+    # 0.92 -> 0.94 and 0.93 -> 0.96 over 8 images in four runs; with 30 % of 34 particles
+    # touching (4 images) 0.91 -> 0.95, 0.76 -> 0.92, 0.92 -> 0.90 and 0.81 -> 0.90; single
+    # atoms unchanged (benchmarks/detection_postprocess.py).
     merge_classes: tuple[bool, ...] = ()
     # Per class: drop the pixels of each object whose centre-ness is below this share of the
     # object's peak (0 = keep every foreground pixel). Tuned on the crops for classes of

@@ -132,15 +132,15 @@ def _tune_core_shares(
     Why: the foreground of a single atom follows its blurred halo. On one benchmark image 15-17
     of 281 atoms covering 2-3 px were found covering 5-8 px and failed IoU 0.5; keeping the
     pixels above 0.3-0.6 of the peak centre-ness matches them. The same networks with and
-    without (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images, two runs):
-    single-site F1 0.868 -> 0.877 and 0.867 -> 0.874, the hardest image 0.823 -> 0.859 and 0.829
-    -> 0.868; of the 24 image scores 11 rose (by up to 0.042), 10 stayed and 3 fell (by
-    0.003-0.029). A particle's rim has little centre-ness, and one labelled particle is too few
-    to show that trimming it costs size, so larger objects keep every pixel. The gate is a size,
-    not a name: a class of particles at most 6 px wide is eligible too, and its crops (scored
-    with the diameter error) decide. The shares are tried for all eligible classes at once and
-    chosen per class: an object keeps the class it had before trimming, so each class's score
-    barely depends on the others'.
+    without (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images a run, three
+    runs): single-site F1 0.868 -> 0.877, 0.867 -> 0.874 and 0.865 -> 0.873, the lowest image
+    0.823 -> 0.852, 0.829 -> 0.853 and 0.826 -> 0.834; of the 36 image scores 16 rose (by up to
+    0.043), 14 stayed and 6 fell (by 0.003-0.029). A particle's rim has little centre-ness, and
+    one labelled particle is too few to show that trimming it costs size, so larger objects keep
+    every pixel. The gate is a size, not a name: a class of particles at most 6 px wide is
+    eligible too, and its crops (scored with the diameter error) decide. The shares are tried
+    for all eligible classes at once and chosen per class: an object keeps the class it had
+    before trimming, so each class's score barely depends on the others'.
     """
     table = []
     for index, share in enumerate(SHARE_GRID if any(eligible) else ()):
