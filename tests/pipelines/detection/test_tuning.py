@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.detection.data import LabelledImage, TrainingSet
-from pipelines.detection.postprocess import WatershedParams
+from pipelines.detection.postprocess import MatchCounts, WatershedParams
 from pipelines.detection.tuning import (
+    PRIOR_SHARE,
     SHARE_GRID,
+    TIE_TOLERANCE,
     CropMaps,
+    _crop_object_counts,
     _middle_of_best,
     _score_crops,
+    _share_margin,
     _tune_core_shares,
 )
 from pipelines.formats.labelme import Box
@@ -66,31 +70,66 @@ def test_a_crop_at_the_image_edge_does_not_cut_objects():
     assert item.instances_cut_by_boxes() == set()
 
 
-def _haloed_atoms_crop() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _haloed_atoms_crop(
+    halo_centreness: float = 0.35, labelled_halo: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A crop of nine 2x2 atoms whose foreground spreads over a 6x6 halo each (centre-ness
-    0.35 there, 1 on the atom): the maps of a network that follows the blur."""
+    ``halo_centreness`` there, 1 on the atom): the maps of a network that follows the blur.
+    ``labelled_halo``: the labels outline the whole 6x6 halo, not the 2x2 atom."""
     size = 60
     truth = np.zeros((size, size), np.int32)
     maps = np.zeros((2, size, size), np.float32)
     for index in range(9):
         top, left = 8 + 18 * (index // 3), 8 + 18 * (index % 3)
-        truth[top : top + 2, left : left + 2] = index + 1
+        if labelled_halo:
+            truth[top - 2 : top + 4, left - 2 : left + 4] = index + 1
+        else:
+            truth[top : top + 2, left : left + 2] = index + 1
         maps[0, top - 2 : top + 4, left - 2 : left + 4] = 0.95
-        maps[1, top - 2 : top + 4, left - 2 : left + 4] = 0.35
+        maps[1, top - 2 : top + 4, left - 2 : left + 4] = halo_centreness
         maps[1, top : top + 2, left : left + 2] = 1.0
     return maps, truth, np.ones(9, np.int32)
 
 
-def test_core_shares_are_tuned_only_for_classes_of_few_pixel_objects() -> None:
-    crops = CropMaps([_haloed_atoms_crop()], ["single_site"], [1.0])
+def _tuned_share(
+    crop: tuple[np.ndarray, np.ndarray, np.ndarray], eligible: bool = True
+) -> tuple[WatershedParams, MatchCounts]:
+    crops = CropMaps([crop], ["single_site"], [1.0])
     params = WatershedParams(fg_threshold=0.5, core_threshold=0.5)
     timer = StageTimer(None, "tune", len(SHARE_GRID))
     untrimmed = _score_crops(crops, params)[1]
-    tuned, counts = _tune_core_shares(crops, params, untrimmed, [True], timer, 0)
-    # 0.3 keeps the halo (IoU 4/36); 0.4 is the smallest share that drops it.
+    return _tune_core_shares(crops, params, untrimmed, [eligible], timer, 0)
+
+
+def test_core_shares_are_tuned_only_for_classes_of_few_pixel_objects() -> None:
+    tuned, counts = _tuned_share(_haloed_atoms_crop())
+    # 0.3 keeps the halo (IoU 4/36); 0.4 drops it.
     assert tuned.core_shares == (0.4,) and counts.true_positives == 9 and counts.f1 == 1.0
-    untouched, counts = _tune_core_shares(crops, params, untrimmed, [False], timer, 0)
+    untouched, counts = _tuned_share(_haloed_atoms_crop(), eligible=False)
     assert untouched.core_shares == (0.0,) and counts.true_positives == 0
+
+
+def test_the_prior_share_holds_unless_the_crops_clearly_favour_another() -> None:
+    assert PRIOR_SHARE in SHARE_GRID
+    # A bright halo: only 0.6 drops it, and the crops say so by far more than one atom's worth.
+    tuned, counts = _tuned_share(_haloed_atoms_crop(halo_centreness=0.55))
+    assert tuned.core_shares == (0.6,) and counts.f1 == 1.0
+    # Atoms outlined with their halo: every trimming share cuts them, so none is taken.
+    tuned, counts = _tuned_share(_haloed_atoms_crop(labelled_halo=True))
+    assert tuned.core_shares == (0.0,) and counts.f1 == 1.0
+    # No halo at all: every share scores the same, and the prior is kept.
+    maps, truth, classes = _haloed_atoms_crop()
+    maps[0] = np.where(maps[1] == 1.0, 0.95, 0.0)
+    tuned, counts = _tuned_share((maps, truth, classes))
+    assert tuned.core_shares == (PRIOR_SHARE,) and counts.f1 == 1.0
+
+
+def test_one_object_of_the_crops_is_the_margin_over_the_prior_share() -> None:
+    assert _share_margin(32) == 1 / 32
+    assert _share_margin(1000) == TIE_TOLERANCE  # never below a tie
+    assert _share_margin(0) == 1.0
+    crops = CropMaps([_haloed_atoms_crop(), _haloed_atoms_crop()], ["site", "particle"], [1.0, 1.0])
+    assert _crop_object_counts(crops).tolist() == [18, 0]
 
 
 def test_a_class_is_of_few_pixels_when_its_median_object_is_at_most_6_px_wide() -> None:
