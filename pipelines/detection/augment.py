@@ -153,9 +153,9 @@ class PatchSampler:
         """Item index and patch centre: on a labelled object of a random class, or anywhere
         in a labelled box.
 
-        Objects of a class are equally likely. Favouring the small ones (weight ~ 1/D) did not
-        find more small particles on ``sizes`` but took more atoms for particles (F1 0.90 ->
-        0.85 on an unseen image), and it grew diameters on ``particles`` (4.3 -> 4.6 %).
+        Objects of a class are equally likely. Favouring the small ones (weight ~ 1/D) found few
+        more small particles on ``sizes`` but took more atoms for particles (F1 0.90 -> 0.85 on
+        an unseen image), and it grew diameters on ``particles`` (4.3 -> 4.6 %).
         """
         rng = self.rng
         if self._objects and rng.random() < self.augment.object_centred_fraction:

@@ -36,7 +36,7 @@ MARKER_H_GRID = (0.05, 0.1, 0.2)
 # Shares of an object's peak centre-ness below which its pixels are dropped (0 = none).
 SHARE_GRID = (0.0, 0.3, 0.4, 0.5, 0.6)
 # The share taken unless the crops clearly favour another (:func:`_tune_core_shares`): the
-# middle of the grid's trimming shares.
+# lower middle of the grid's trimming shares.
 PRIOR_SHARE = 0.4
 
 
@@ -143,12 +143,10 @@ def _tune_core_shares(
 
     Which share: :data:`PRIOR_SHARE` unless the crops favour another by more than one of
     their objects is worth (:func:`_share_margin`). ~30 labelled atoms cannot rank shares whose
-    scores differ by less: re-scoring six trained networks (12 ``particles+sites`` images),
-    taking the crops' best share within 0.004 left the lowest image at 0.850 single-site F1,
-    where the prior with that margin gave 0.870 (mean 0.881 -> 0.883); no trimming gave 0.843
-    (mean 0.872). On new trainings (benchmarks/detection_postprocess.py, 12 images a run) the
-    old rule gave a mean of 0.873-0.877 against 0.865-0.868 untrimmed in three runs, this one
-    0.883 against 0.872; the lowest image, 0.846, scored the same untrimmed.
+    scores differ by less: taking the crops' best share within a tie instead, single-site F1
+    (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images a run) was 0.873-0.877
+    against 0.865-0.868 untrimmed in three runs; with the prior 0.883 against 0.872, and the
+    lowest image, 0.846, scored the same untrimmed.
     """
     table = []
     for index, share in enumerate(SHARE_GRID if any(eligible) else ()):
@@ -166,7 +164,8 @@ def _tune_core_shares(
             shares.append(0.0)
             continue
         best = np.nanmax(column)
-        if column[prior] >= best - _share_margin(int(count)):
+        # The epsilon keeps an advantage of exactly one object from flipping with rounding.
+        if column[prior] >= best - _share_margin(int(count)) - 1e-9:
             shares.append(PRIOR_SHARE)
             continue
         near_best = np.flatnonzero(column >= best - TIE_TOLERANCE)
@@ -179,7 +178,8 @@ def _tune_core_shares(
 
 def _share_margin(objects: int) -> float:
     """How much better than :data:`PRIOR_SHARE` another share must score on the crops: what one
-    object of ``objects`` is worth in F1 (~1/n), never less than a tie."""
+    mis-sized object (a false positive and a false negative) of ``objects`` costs in F1,
+    ~1/n, never less than a tie."""
     return max(TIE_TOLERANCE, 1.0 / max(1, objects))
 
 

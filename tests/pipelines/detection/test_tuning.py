@@ -114,7 +114,8 @@ def test_the_prior_share_holds_unless_the_crops_clearly_favour_another() -> None
     # A bright halo: only 0.6 drops it, and the crops say so by far more than one atom's worth.
     tuned, counts = _tuned_share(_haloed_atoms_crop(halo_centreness=0.55))
     assert tuned.core_shares == (0.6,) and counts.f1 == 1.0
-    # Atoms outlined with their halo: every trimming share cuts them, so none is taken.
+    # Atoms outlined with their halo: shares of 0.4 and more cut them; 0 and 0.3 tie, and the
+    # smaller is taken.
     tuned, counts = _tuned_share(_haloed_atoms_crop(labelled_halo=True))
     assert tuned.core_shares == (0.0,) and counts.f1 == 1.0
     # No halo at all: every share scores the same, and the prior is kept.
@@ -127,9 +128,26 @@ def test_the_prior_share_holds_unless_the_crops_clearly_favour_another() -> None
 def test_one_object_of_the_crops_is_the_margin_over_the_prior_share() -> None:
     assert _share_margin(32) == 1 / 32
     assert _share_margin(1000) == TIE_TOLERANCE  # never below a tie
-    assert _share_margin(0) == 1.0
-    crops = CropMaps([_haloed_atoms_crop(), _haloed_atoms_crop()], ["site", "particle"], [1.0, 1.0])
-    assert _crop_object_counts(crops).tolist() == [18, 0]
+    # One atom with a 2x1 shoulder of centre-ness 0.45: at 0.4 it keeps 6 px instead of 4
+    # (22 % too wide, the crops score 0.9875 against 1.0 at 0.5), less than one atom of nine.
+    maps, truth, classes = _haloed_atoms_crop()
+    maps[1, 8:10, 10] = 0.45
+    assert _tuned_share((maps, truth, classes))[0].core_shares == (PRIOR_SHARE,)
+    # Two atoms whose whole halo is at 0.45 fail IoU 0.5 at 0.4 (F1 0.78): clearly worse.
+    maps, truth, classes = _haloed_atoms_crop()
+    for top, left in ((8, 8), (8, 26)):
+        halo = maps[1, top - 2 : top + 4, left - 2 : left + 4]
+        halo[halo < 1.0] = 0.45
+    assert _tuned_share((maps, truth, classes))[0].core_shares == (0.5,)
+
+
+def test_crop_objects_are_counted_by_the_class_of_their_label() -> None:
+    truth = np.zeros((10, 10), np.int32)
+    truth[1:3, 1:3], truth[5:7, 5:7] = 3, 7  # labels of the whole image, with gaps
+    class_ids = np.array([1, 1, 2, 1, 1, 1, 1], np.int32)
+    crop = (np.zeros((2, 10, 10), np.float32), truth, class_ids)
+    crops = CropMaps([crop, crop], ["particle", "site", "other"], [1.0, 1.0, 1.0])
+    assert _crop_object_counts(crops).tolist() == [2, 2, 0]
 
 
 def test_a_class_is_of_few_pixels_when_its_median_object_is_at_most_6_px_wide() -> None:
