@@ -3,6 +3,8 @@ objects and the minimum object size."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from pipelines.detection.data import LabelledImage, TrainingSet
@@ -17,6 +19,7 @@ from pipelines.detection.tuning import (
     _score_crops,
     _share_margin,
     _tune_core_shares,
+    weak_classes,
 )
 from pipelines.formats.labelme import Box
 from pipelines.formats.masks import InstanceMasks
@@ -162,3 +165,11 @@ def test_a_class_is_of_few_pixels_when_its_median_object_is_at_most_6_px_wide() 
     instances = InstanceMasks(labels, np.array(class_ids, np.int32), ["particle", "site"])
     item = LabelledImage("x", np.zeros((40, 40), np.uint16), instances, [box])
     assert TrainingSet([item], ["particle", "site", "none"]).few_pixels() == [False, True, False]
+
+
+def test_a_class_its_own_crops_reproduce_poorly_is_reported() -> None:
+    crops = CropMaps([_haloed_atoms_crop()], ["single_site"], [1.0])
+    params = WatershedParams(fg_threshold=0.5, core_threshold=0.5)
+    # Untrimmed, every atom comes out with its 6x6 halo and fails IoU 0.5: F1 0.
+    assert weak_classes(crops, params) == {"single_site": 0.0}
+    assert weak_classes(crops, replace(params, core_shares=(0.4,))) == {}
