@@ -114,7 +114,8 @@ def tune_postprocessing(
     for name, f1 in weak.items():
         log.warning(
             "class %r is found at F1 %.2f on your own crops: its results will be unreliable; "
-            "outline more of its objects, or check that they stand out from the background",
+            "draw another crop around some of its objects and outline every object in it, or "
+            "check that they stand out from the background",
             name,
             f1,
         )

@@ -102,8 +102,9 @@ def weak_class_words(metrics: dict) -> list[str]:
         return []
     return [
         f"“{name}” is found at F1 {f1:.2f} on your own crops (1 = all found exactly), so its "
-        f"results will be unreliable. Outline more “{name}” objects, or check that they stand "
-        "out from the background, then train again."
+        f"results will be unreliable. Draw another crop around some “{name}” objects and "
+        "outline every object in it, or check that they stand out from the background, then "
+        "train again."
         for name, f1 in weak.items()
         if isinstance(f1, int | float)
     ]

@@ -451,7 +451,7 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     added = int(re.search(r"(\d+) object\(s\) it found", banner_text).group(1))
     assert added > 0, banner_text
     crop_index = int(re.search(r"crop (\d+)", banner_text).group(1)) - 1
-    expect(_crop_canvas(page, server, crop_index)).to_be_visible(timeout=20000)
+    _one_visible(page, _crop_canvas(page, server, crop_index))
     _canvas_still(page, _crop_canvas(page, server, crop_index))
     _settled(page)
     shot(page, "08_correct_in_label_page")
@@ -464,7 +464,7 @@ def test_newcomer_from_sample_to_results_and_a_correction(server, page, shot, tm
     assert "correcting=" in page.url
     selected = page.get_by_role("tab", selected=True)
     assert "Outline objects" in selected.inner_text()
-    expect(_crop_canvas(page, server, crop_index)).to_be_visible(timeout=20000)
+    _one_visible(page, _crop_canvas(page, server, crop_index))
     _canvas_still(page, _crop_canvas(page, server, crop_index))
     _settled(page)
     shot(page, "08_correct_after_reload")

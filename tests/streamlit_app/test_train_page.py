@@ -9,7 +9,7 @@ def test_a_class_found_poorly_on_its_own_crops_gets_a_warning_that_says_what_to_
     metrics = {"crop_f1": 0.0933, "weak_classes": {"single_site": 0.09}, "total_seconds": 171.2}
     (warning,) = weak_class_words(metrics)
     assert "“single_site” is found at F1 0.09 on your own crops" in warning
-    assert "Outline more “single_site” objects" in warning
+    assert "Draw another crop around some “single_site” objects" in warning
     shown = metric_words(metrics)
     assert shown[0] == "score on your crops (F1, 1 = all objects found exactly): 0.09"
 
