@@ -173,6 +173,8 @@ def follow(client: JobClient, job_id: str, stream: Any = None) -> JobStatus:
 
 def report_end(status: JobStatus) -> int:
     """Print how a job ended and return the exit code for it."""
+    from pipelines.detection.tuning import weak_class_advice
+
     if status.state == "succeeded":
         print(f"job {status.job_id} succeeded; results:")
         for key in status.results:
@@ -180,6 +182,8 @@ def report_end(status: JobStatus) -> int:
         numbers = {k: v for k, v in status.result_metrics.items() if isinstance(v, int | float)}
         if numbers:
             print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+        for advice in weak_class_advice(status.result_metrics.get("weak_classes")):
+            print(f"warning: {advice}", file=sys.stderr)
     elif status.state == "failed":
         print(f"job {status.job_id} failed: {status.error}", file=sys.stderr)
         print(f"see `nocode-ml jobs logs {status.job_id}`", file=sys.stderr)

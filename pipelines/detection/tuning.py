@@ -111,14 +111,8 @@ def tune_postprocessing(
         crops, params, scores[(fg_threshold, marker)][1], data.few_pixels(), timer, grid_size
     )
     weak = weak_classes(crops, params)
-    for name, f1 in weak.items():
-        log.warning(
-            "class %r is found at F1 %.2f on your own crops: its results will be unreliable; "
-            "draw another crop around some of its objects and outline every object in it, or "
-            "check that they stand out from the background",
-            name,
-            f1,
-        )
+    for advice in weak_class_advice(weak):
+        log.warning("%s", advice)
     metrics = {
         "crop_f1": round(total.f1, 4),
         "weak_classes": weak,
@@ -304,6 +298,22 @@ def _class_counts(crops: CropMaps, params: WatershedParams) -> list[MatchCounts 
         if per_class[index].any()
         else None
         for index in range(n_classes)
+    ]
+
+
+def weak_class_advice(weak: Any) -> list[str]:
+    """Plain words for each class in ``weak`` (the ``weak_classes`` of training metrics, class
+    name → F1 on its own crops; anything else, as in models trained before it, gives none),
+    saying what to do. One wording for the log, the command line and the Train page."""
+    if not isinstance(weak, dict):
+        return []
+    return [
+        f"“{name}” is found at F1 {f1:.2f} on your own crops (1 = all found exactly), so its "
+        f"results will be unreliable. Draw another crop around some “{name}” objects and "
+        "outline every object in it, or check that they stand out from the background, then "
+        "train again."
+        for name, f1 in weak.items()
+        if isinstance(f1, int | float)
     ]
 
 

@@ -94,22 +94,6 @@ def metric_words(metrics: dict) -> list[str]:
     ]
 
 
-def weak_class_words(metrics: dict) -> list[str]:
-    """A plain warning for each class the training reproduced poorly on the user's own crops
-    (``weak_classes`` of the detection metrics: class name → F1 there)."""
-    weak = metrics.get("weak_classes")
-    if not isinstance(weak, dict):
-        return []
-    return [
-        f"“{name}” is found at F1 {f1:.2f} on your own crops (1 = all found exactly), so its "
-        f"results will be unreliable. Draw another crop around some “{name}” objects and "
-        "outline every object in it, or check that they stand out from the background, then "
-        "train again."
-        for name, f1 in weak.items()
-        if isinstance(f1, int | float)
-    ]
-
-
 @st.fragment(run_every=POLL_S)
 def job_monitor(job_id: str, follow_up: bool = False, reload_when_done: bool = False) -> None:
     """Live status of one job; refreshes itself every few seconds while the job runs.
@@ -190,7 +174,9 @@ def _status_body(job_id: str, status) -> None:
         shown = metric_words(status.result_metrics)
         if shown:
             st.caption(" · ".join(shown))
-        for warning in weak_class_words(status.result_metrics):
+        from pipelines.detection.tuning import weak_class_advice  # scipy: load when needed
+
+        for warning in weak_class_advice(status.result_metrics.get("weak_classes")):
             st.warning(warning)
     cols = st.columns([1, 3])
     if not status.is_terminal and cols[0].button("Cancel", key=f"cancel_{job_id}"):

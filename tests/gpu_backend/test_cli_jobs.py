@@ -121,3 +121,23 @@ def test_user_errors_are_one_line(
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_finished_training_warns_about_a_class_found_poorly_on_its_crops(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gpu_backend.spec import JobStatus
+    from nocode_ml.cli.jobs import report_end
+
+    status = JobStatus(
+        job_id="j1",
+        state="succeeded",
+        submitted="2026-11-26T00:00:00Z",
+        updated="2026-11-26T00:03:00Z",
+        results=("outputs/model/model.json",),
+        result_metrics={"crop_f1": 0.09, "weak_classes": {"single_site": 0.01}},
+    )
+    assert report_end(status) == 0
+    captured = capsys.readouterr()
+    assert "metrics: crop_f1=0.09" in captured.out  # the dict is not a number to print
+    assert captured.err.startswith("warning: “single_site” is found at F1 0.01 on your own crops")
