@@ -110,6 +110,13 @@ class UNetConfig:
     # stays float32 by default.
     precision: str = "auto"
     train_precision: str = "fp32"
+    # Average each tile's maps with those of the tile turned by 180° (one batch of two; a pass
+    # costs twice as long). Eight trained networks, tuned on their crops with and without it,
+    # scored on their own and an unseen image: single-site F1 0.884 -> 0.890 over 12 images
+    # (10 rose), particles mean |D error| 4.13 -> 3.95 % (4 images, all lower); particles
+    # beside single atoms: F1 unchanged (0.940 / 0.939), |D error| 4.7 -> 5.0 %. A flip
+    # instead of the turn gave site F1 0.893 but a lower minimum and a larger D error on one.
+    test_time_turn: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -142,6 +149,7 @@ class UNetDetector(Detector):
         params: WatershedParams,
         min_area_px: list[float],
         device: str = "cpu",
+        test_time_turn: bool = False,
     ) -> None:
         super().__init__(config, classes)
         import torch
@@ -152,23 +160,33 @@ class UNetDetector(Detector):
         self.min_area_px = list(min_area_px)
         self.device = device
         self.bfloat16 = use_bfloat16(config.precision, device)
+        # Per model, not per config: the thresholds were tuned with or without it.
+        self.test_time_turn = test_time_turn
 
     def forward_tile(self, tile: np.ndarray) -> np.ndarray:
-        """``(h, w)`` normalised pixels → ``(K + 1, h, w)``: class probabilities, centre-ness."""
+        """``(h, w)`` normalised pixels → ``(K + 1, h, w)``: class probabilities, centre-ness.
+
+        With ``test_time_turn`` the maps are the mean over the tile and the tile turned by
+        180°, so they do not depend on which way up the image is.
+        """
         import torch
 
         levels = len(self.config.channels) - 1
         padded, (height, width) = pad_to_multiple(tile, 2**levels)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None, None]
+            if self.test_time_turn:
+                x = torch.cat([x, x.flip(-2, -1)])
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.bfloat16):
-                logits = self.network(x)[0].float()  # maps stay float32
-            n_logits = logits.shape[0] - 1
-            probabilities = torch.softmax(logits[:n_logits], dim=0)[1:]
-            centre = torch.sigmoid(logits[n_logits:])
-            maps = torch.cat([probabilities, centre], dim=0)[:, :height, :width]
-            return maps.cpu().numpy()
+                logits = self.network(x).float()  # maps stay float32
+            n_logits = logits.shape[1] - 1
+            probabilities = torch.softmax(logits[:, :n_logits], dim=1)[:, 1:]
+            centre = torch.sigmoid(logits[:, n_logits:])
+            maps = torch.cat([probabilities, centre], dim=1)
+            if self.test_time_turn:
+                maps = (maps[:1] + maps[1:].flip(-2, -1)) / 2
+            return maps[0, :, :height, :width].cpu().numpy()
 
     def predict_maps(
         self, image: np.ndarray, options: DetectOptions, progress: Any = None
@@ -233,6 +251,7 @@ class UNetDetector(Detector):
                 "core_shares": list(self.params.core_shares),
             },
             "min_area_px": self.min_area_px,
+            "test_time_turn": self.test_time_turn,
         }
 
 
@@ -299,6 +318,7 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
         WatershedParams(merge_classes=tuple(data.few_examples())),
         data.min_object_area_px(),
         device=str(device),
+        test_time_turn=config.test_time_turn,
     )
     # The thresholds are tuned under the arithmetic that finds objects on this machine.
     context.metrics["infer_bfloat16"] = detector.bfloat16
@@ -344,6 +364,8 @@ def load(
         params,
         [float(a) for a in min_area],
         device=str(torch_device(device)),
+        # Models saved before the turn existed were tuned without it.
+        test_time_turn=bool(extra.get("test_time_turn", False)),
     )
 
 

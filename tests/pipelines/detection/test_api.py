@@ -46,6 +46,7 @@ def test_artifact_round_trip(tiny_model, labelled):
     assert info["metrics"]["train_steps"] == 4
     assert "torch" in info["versions"]
     assert {"fg_threshold", "core_threshold"} <= set(info["extra"]["postprocess"])
+    assert info["extra"]["test_time_turn"] is True  # tuned with the turned pass, so kept on
     saved = torch.load(tiny_model / WEIGHTS_FILE, weights_only=True)
     first, second = api.load_detector(tiny_model), api.load_detector(tiny_model)
     for key, value in first.state_dict().items():
@@ -213,7 +214,7 @@ def test_auto_device_trains_and_a_missing_gpu_is_a_clear_error(
             api.load_detector(model, device="cuda")
 
 
-def test_merging_and_trimming_are_set_per_class_and_older_models_do_neither(
+def test_merging_trimming_and_turning_are_saved_and_older_models_do_none(
     tmp_path, tiny_unet_config
 ):
     sample = make_sample(96, seed=6, n_particles=1, n_sites=12, radius_px=(6, 7))
@@ -230,9 +231,12 @@ def test_merging_and_trimming_are_set_per_class_and_older_models_do_neither(
     info = json.loads((older / MODEL_JSON).read_text())
     del info["extra"]["postprocess"]["merge_classes"]
     del info["extra"]["postprocess"]["core_shares"]
+    del info["extra"]["test_time_turn"]
     (older / MODEL_JSON).write_text(json.dumps(info))
+    assert detector.test_time_turn is True
     assert api.load_detector(older).params.merge_classes == ()
     assert api.load_detector(older).params.core_shares == ()
+    assert api.load_detector(older).test_time_turn is False  # tuned without it
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,35 @@ def test_unet_bfloat16_forward_matches_float32():
     assert np.abs(maps["bf16"] - maps["fp32"]).max() < 0.03
 
 
+def test_unet_turn_averaging_gives_maps_independent_of_which_way_up():
+    """The turned pass is the mean of a plain pass and a pass over the turned tile."""
+    import torch
+
+    from pipelines.detection.postprocess import WatershedParams
+    from pipelines.detection.unet import UNetConfig, UNetDetector
+    from pipelines.detection.unet_network import build_network
+
+    torch.manual_seed(0)
+    config = UNetConfig(channels=(4, 8), precision="fp32")
+    network = build_network(config, 2)
+    plain, turned = (
+        UNetDetector(config, ["a", "b"], network, False, WatershedParams(), [1.0, 1.0], **kw)
+        for kw in ({}, {"test_time_turn": True})
+    )
+    tile = np.random.default_rng(0).random((40, 48), dtype=np.float32)
+    turn = np.rot90(tile, 2)
+    # An untrained network is not symmetric, so the plain maps depend on the orientation.
+    assert not np.allclose(plain.forward_tile(turn), np.rot90(plain.forward_tile(tile), 2, (1, 2)))
+    expected = (plain.forward_tile(tile) + np.rot90(plain.forward_tile(turn), 2, (1, 2))) / 2
+    maps = turned.forward_tile(tile)
+    assert maps.shape == (3, 40, 48)
+    np.testing.assert_allclose(maps, expected, atol=1e-6)
+    np.testing.assert_allclose(turned.forward_tile(turn), np.rot90(maps, 2, (1, 2)), atol=1e-6)
+    # A tile that needs padding keeps its size and stays a mean of probabilities.
+    odd = turned.forward_tile(tile[:37, :45])
+    assert odd.shape == (3, 37, 45) and odd.min() >= 0 and odd.max() <= 1
+
+
 def test_unet_trains_in_bfloat16_and_records_the_arithmetic(tmp_path, tiny_unet_config):
     import json
 
