@@ -13,6 +13,20 @@ from streamlit_app.views.train import metric_words
 TASK_WORDS = {"detect": "finds objects", "classify": "sorts images into classes"}
 
 
+STATE_WORDS = {"succeeded": "ready", "failed": "failed", "cancelled": "cancelled"}
+
+
+def summary_words(state: str, metrics: dict) -> list[str]:
+    """A model's state, its first two scores and the object types it finds poorly."""
+    weak = metrics.get("weak_classes")
+    poor = [
+        f"finds “{name}” poorly (F1 {f1:.2f} on its crops)"
+        for name, f1 in (weak.items() if isinstance(weak, dict) else ())
+        if isinstance(f1, int | float)
+    ]
+    return [STATE_WORDS.get(state, state), *metric_words(metrics)[:2], *poor]
+
+
 def render() -> None:
     st.title("Models")
     st.caption(
@@ -36,9 +50,7 @@ def render() -> None:
                 f"engine {spec.engine or 'default'}"
                 f" · {spec.created[:16].replace('T', ' ')}"
             )
-            state_words = {"succeeded": "ready", "failed": "failed", "cancelled": "cancelled"}
-            words = metric_words(status.result_metrics)[:2]
-            cols[1].caption(" · ".join([state_words.get(status.state, status.state), *words]))
+            cols[1].caption(" · ".join(summary_words(status.state, status.result_metrics)))
             if status.state == "succeeded":
                 cols[2].download_button(
                     "Download",

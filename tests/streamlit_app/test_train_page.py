@@ -1,8 +1,9 @@
-"""Words the Train page shows about a finished training."""
+"""Words the Train and Models pages show about a finished training."""
 
 from __future__ import annotations
 
 from pipelines.detection.tuning import weak_class_advice
+from streamlit_app.views.models import summary_words
 from streamlit_app.views.train import metric_words
 
 
@@ -19,3 +20,15 @@ def test_no_warning_when_every_class_is_found_or_the_metrics_predate_it() -> Non
     assert weak_class_advice({}) == []
     assert weak_class_advice(None) == []  # models trained before the check
     assert weak_class_advice({"particle": None}) == []
+
+
+def test_the_models_page_names_the_object_types_a_model_finds_poorly() -> None:
+    metrics = {"crop_f1": 0.0933, "weak_classes": {"single_site": 0.09}, "total_seconds": 171.2}
+    assert summary_words("succeeded", metrics) == [
+        "ready",
+        "score on your crops (F1, 1 = all objects found exactly): 0.09",
+        "training time (s): 171",
+        "finds “single_site” poorly (F1 0.09 on its crops)",
+    ]
+    assert summary_words("failed", {}) == ["failed"]
+    assert summary_words("running", {"weak_classes": None}) == ["running"]
