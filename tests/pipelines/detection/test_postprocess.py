@@ -1,13 +1,16 @@
 """After the watershed: fragments of one object are joined (touching objects and other classes
-are not), and objects of a few pixels are trimmed to their cores."""
+are not), objects of a few pixels are trimmed to their cores, and holes one object encloses
+are filled."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from pipelines.detection.postprocess import (
     WatershedParams,
+    fill_enclosed_holes,
     instances_from_maps,
     merge_fragments,
     trim_to_cores,
@@ -128,3 +131,32 @@ def test_a_trimmed_object_keeps_only_the_piece_around_its_peak() -> None:
     assert trim_to_cores(labels, 1, centre, np.array([0.0, 0.5])).tolist() == [[1, 0], [0, 1]]
     empty = np.zeros((2, 2), dtype=np.int32)
     assert not trim_to_cores(empty, 0, centre, np.array([0.5])).any()
+
+
+def test_a_hole_inside_one_object_is_filled_and_a_gap_between_objects_is_not() -> None:
+    labels = np.zeros((12, 20), dtype=np.int32)
+    labels[1:6, 1:6] = 4  # a ring with a one-pixel hole
+    labels[3, 3] = 0
+    labels[1:6, 8:11] = 5  # two objects enclosing a gap between them
+    labels[1:6, 12:15] = 7
+    labels[1, 11] = labels[5, 11] = 5
+    labels[8:11, 1:4] = 2  # whole, untouched
+    filled, count = fill_enclosed_holes(labels)
+    assert count == 1 and filled[3, 3] == 4
+    assert filled[2:5, 11].tolist() == [0, 0, 0]
+    assert (filled != labels).sum() == 1
+    whole = labels[7:, :]
+    result, count = fill_enclosed_holes(whole)
+    assert count == 0 and result is whole  # nothing to fill: the same array back
+
+
+def test_a_ring_shaped_prediction_becomes_one_solid_object() -> None:
+    """A particle whose bright centre the network did not recognise comes out whole."""
+    disk = _disk((40, 40), 20, 20, 9)
+    ring = disk & ~_disk((40, 40), 20, 20, 4)
+    probs = ring[None].astype(np.float32)
+    centre = np.where(ring, 0.8, 0.0).astype(np.float32)
+    instances, scores = instances_from_maps(probs, centre, ["particle"], WatershedParams(0.5, 0.5))
+    assert instances.count == 1
+    assert np.array_equal(instances.labels > 0, disk)
+    assert scores[0] == pytest.approx(ring.sum() / disk.sum())  # filled pixels had none
