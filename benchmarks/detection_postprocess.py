@@ -9,7 +9,9 @@ model then finds objects on the same image and on an unseen one three times:
 - ``not_merged``: merging switched off and the thresholds and core shares tuned on the crops
   again without it, as training without merging would have tuned them;
 - ``not_trimmed``: the trained thresholds with every core share 0 (shares are tuned after
-  the thresholds, so these are the thresholds training without them would pick).
+  the thresholds, so these are the thresholds training without them would pick);
+- ``not_turned``: each tile's maps from one pass instead of the mean with its 180° turn
+  (``UNetConfig.test_time_turn``), thresholds and core shares tuned on the crops again so.
 
 The network is the same, so each difference is that step alone. Cases are
 ``particles+sites`` seeds (1–3 labelled particles beside ~30 single atoms) and, with
@@ -77,6 +79,12 @@ def run_case(
         "not_trimmed": dataclasses.replace(trained, core_shares=()),
     }
     detector.params = trained
+    detector.test_time_turn = False
+    modes["not_turned"] = tune_postprocessing(
+        detector, load_training_set([paths["labels"]]), TrainContext()
+    )[0]
+    turned = {mode: mode != "not_turned" for mode in modes}
+    detector.params = trained
     record: dict[str, Any] = {
         "seed": seed,
         "image_overrides": overrides,
@@ -100,11 +108,11 @@ def run_case(
     unseen = generate(SCENARIO, size_px, seed + UNSEEN_SEED_OFFSET, **overrides)
     for name, image_sample in (("same", sample), ("unseen", unseen)):
         for mode, params in modes.items():
-            detector.params = params
+            detector.params, detector.test_time_turn = params, turned[mode]
             detections = api.detect(detector, image_sample.image)
             result = evaluate_instances(detections.instances, image_sample.truth, compute_ap=False)
             record[f"{name}_{mode}"] = score_rows(result)
-        detector.params = trained
+        detector.params, detector.test_time_turn = trained, True
     return record
 
 
@@ -112,18 +120,26 @@ def table(records: list[dict[str, Any]]) -> str:
     """Markdown table: particle and site F1 (and site |D error| %) in each mode, per image."""
     lines = [
         "| seed | particles | labelled particles | image | F1 particle default | not merged "
-        "| F1 site default | not merged | not trimmed | site \\|D err\\| % default | not trimmed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| not turned | particle \\|D err\\| % default | not turned "
+        "| F1 site default | not merged | not trimmed | not turned "
+        "| site \\|D err\\| % default | not trimmed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for image in ("same", "unseen"):
             default, plain = r[f"{image}_default"], r[f"{image}_not_merged"]
             whole = r[f"{image}_not_trimmed"]
+            once = r.get(f"{image}_not_turned")  # records made before the turn have none
+            once_particle = once["particle"] if once else {}
+            once_site = once["single_site"] if once else {}
             lines.append(
                 f"| {r['seed']} | {r['true']['particle']} | {r['labelled']['particle']} "
                 f"| {image} | {fmt(default['particle']['f1'])} | {fmt(plain['particle']['f1'])} "
+                f"| {fmt(once_particle.get('f1'))} "
+                f"| {fmt(default['particle']['mean_abs_d_error_pct'], 1)} "
+                f"| {fmt(once_particle.get('mean_abs_d_error_pct'), 1)} "
                 f"| {fmt(default['single_site']['f1'])} | {fmt(plain['single_site']['f1'])} "
-                f"| {fmt(whole['single_site']['f1'])} "
+                f"| {fmt(whole['single_site']['f1'])} | {fmt(once_site.get('f1'))} "
                 f"| {fmt(default['single_site']['mean_abs_d_error_pct'], 1)} "
                 f"| {fmt(whole['single_site']['mean_abs_d_error_pct'], 1)} |"
             )
