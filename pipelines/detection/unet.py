@@ -111,11 +111,12 @@ class UNetConfig:
     precision: str = "auto"
     train_precision: str = "fp32"
     # Average each tile's maps with those of the tile turned by 180° (one batch of two; a pass
-    # costs twice as long). Eight trained networks, tuned on their crops with and without it,
-    # scored on their own and an unseen image: single-site F1 0.884 -> 0.890 over 12 images
-    # (10 rose), particles mean |D error| 4.13 -> 3.95 % (4 images, all lower); particles
-    # beside single atoms: F1 unchanged (0.940 / 0.939), |D error| 4.7 -> 5.0 %. A flip
-    # instead of the turn gave site F1 0.893 but a lower minimum and a larger D error on one.
+    # costs twice as long). benchmarks/detection_postprocess.py, 12 particles+sites images, the
+    # thresholds tuned on the crops with and without it: single-site F1 0.873 -> 0.885 (9 rose,
+    # 3 fell; lowest 0.853 -> 0.843), particle F1 0.925 -> 0.923, particle |D error| 5.2 ->
+    # 5.4 %. Eight earlier networks retuned the same way: site F1 0.884 -> 0.890, particles
+    # alone |D error| 4.13 -> 3.95 % (4 images, all lower). A flip instead of the turn gave site
+    # F1 0.893 but a lower minimum and a larger D error on one network.
     test_time_turn: bool = True
 
     def __post_init__(self) -> None:

@@ -11,8 +11,6 @@ from streamlit_app import services
 from streamlit_app.views.train import metric_words
 
 TASK_WORDS = {"detect": "finds objects", "classify": "sorts images into classes"}
-
-
 STATE_WORDS = {"succeeded": "ready", "failed": "failed", "cancelled": "cancelled"}
 
 
