@@ -65,7 +65,7 @@ class UNetConfig:
     """
 
     # Three levels (receptive field ~40 px, wider than the particles) run more steps in the
-    # budget than four (1432 in 150 s) and infer a 2048² image in ~2.4 s (float32);
+    # budget than four (1432 in 150 s) and infer a 2048² image in ~2.4 s (float32, one view);
     # F1 0.93 -> 0.96.
     channels: tuple[int, ...] = (16, 32, 64)
     patch_px: int = 128
@@ -105,9 +105,9 @@ class UNetConfig:
     # "auto" = bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX, GPUs
     # of compute capability 8 or more), float32 elsewhere; or "fp32" / "bf16". On the 2-core
     # benchmark CPU a bfloat16 pass finds the same objects (F1 within 0.002, mean |D error|
-    # within 0.05 %) in 1.5 s instead of 2.8 s on a 2048² image. Training in bfloat16 runs
-    # 1.5x the steps in the budget but was not more accurate (particles seeds 1-2), so it
-    # stays float32 by default.
+    # within 0.05 %) in 1.5 s instead of 2.8 s on a 2048² image (one view, before the turn).
+    # Training in bfloat16 runs 1.5x the steps in the budget but was not more accurate
+    # (particles seeds 1-2), so it stays float32 by default.
     precision: str = "auto"
     train_precision: str = "fp32"
     # Average each tile's maps with those of the tile turned by 180° (one batch of two; a pass
@@ -168,7 +168,8 @@ class UNetDetector(Detector):
         """``(h, w)`` normalised pixels → ``(K + 1, h, w)``: class probabilities, centre-ness.
 
         With ``test_time_turn`` the maps are the mean over the tile and the tile turned by
-        180°, so they do not depend on which way up the image is.
+        180°, so they do not depend on which way up the tile is (exactly so when the tile
+        needs no padding; padding stays at the bottom and right of both views).
         """
         import torch
 
@@ -365,7 +366,8 @@ def load(
         params,
         [float(a) for a in min_area],
         device=str(torch_device(device)),
-        # Models saved before the turn existed were tuned without it.
+        # Models saved before the turn existed were tuned without it. Their config then shows
+        # the field's default; what runs is the detector's flag.
         test_time_turn=bool(extra.get("test_time_turn", False)),
     )
 

@@ -15,7 +15,11 @@ STATE_WORDS = {"succeeded": "ready", "failed": "failed", "cancelled": "cancelled
 
 
 def summary_words(state: str, metrics: dict) -> list[str]:
-    """A model's state, its first two scores and the object types it finds poorly."""
+    """A model's state, its first two numbers and the object types it finds poorly.
+
+    Shorter than :func:`pipelines.detection.tuning.weak_class_advice`: one line in a list of
+    models; the Train page gives the advice in full.
+    """
     weak = metrics.get("weak_classes")
     poor = [
         f"finds “{name}” poorly (F1 {f1:.2f} on its crops)"

@@ -148,15 +148,29 @@ def test_a_hole_inside_one_object_is_filled_and_a_gap_between_objects_is_not() -
     whole = labels[7:, :]
     result, count = fill_enclosed_holes(whole)
     assert count == 0 and result is whole  # nothing to fill: the same array back
+    # A ring open at the image edge encloses nothing.
+    open_ring = labels[3:, :]
+    assert fill_enclosed_holes(open_ring)[1] == 0
 
 
 def test_a_ring_shaped_prediction_becomes_one_solid_object() -> None:
     """A particle whose bright centre the network did not recognise comes out whole."""
     disk = _disk((40, 40), 20, 20, 9)
     ring = disk & ~_disk((40, 40), 20, 20, 4)
-    probs = ring[None].astype(np.float32)
-    centre = np.where(ring, 0.8, 0.0).astype(np.float32)
-    instances, scores = instances_from_maps(probs, centre, ["particle"], WatershedParams(0.5, 0.5))
-    assert instances.count == 1
-    assert np.array_equal(instances.labels > 0, disk)
-    assert scores[0] == pytest.approx(ring.sum() / disk.sum())  # filled pixels had none
+    thin = disk & ~_disk((40, 40), 20, 20, 7)
+    for shape in (ring, thin):
+        probs = np.where(shape, 0.9, 0.1)[None].astype(np.float32)
+        centre = np.where(shape, 0.8, 0.0).astype(np.float32)
+        params = WatershedParams(0.5, 0.5)
+        found, scores = instances_from_maps(
+            probs, centre, ["particle"], params, score_threshold=0.5
+        )
+        assert found.count == 1
+        assert np.array_equal(found.labels > 0, disk)
+        # Scored on the pixels the network saw: a thin ring is not diluted by its hole.
+        assert scores[0] == pytest.approx(0.9)
+        # The size filters see the whole object.
+        too_big, _ = instances_from_maps(
+            probs, centre, ["particle"], params, max_area_px=shape.sum()
+        )
+        assert too_big.count == 0
