@@ -169,7 +169,8 @@ class UNetDetector(Detector):
 
         With ``test_time_turn`` the maps are the mean over the tile and the tile turned by
         180°, so they do not depend on which way up the tile is (exactly so when the tile
-        needs no padding; padding stays at the bottom and right of both views).
+        needs no padding: it is padded once, before turning, so the padding sits at the
+        bottom right of one view and the top left of the other).
         """
         import torch
 
