@@ -153,7 +153,7 @@ def _tune_core_shares(
     (benchmarks/detection_postprocess.py, 12 ``particles+sites`` images a run) was 0.873-0.877
     against 0.865-0.868 untrimmed in three runs; with the prior 0.883 against 0.872, and the
     lowest image, 0.846, scored the same untrimmed; with the turned second view
-    (``UNetConfig.test_time_turn``) 0.885 against 0.875.
+    (``UNetConfig.test_time_turn``) 0.890 against 0.880.
     """
     table = []
     for index, share in enumerate(SHARE_GRID if any(eligible) else ()):

@@ -112,9 +112,9 @@ class UNetConfig:
     train_precision: str = "fp32"
     # Average each tile's maps with those of the tile turned by 180° (one batch of two; a pass
     # costs twice as long). benchmarks/detection_postprocess.py, 12 particles+sites images, the
-    # thresholds tuned on the crops with and without it: single-site F1 0.873 -> 0.885 (9 rose,
-    # 3 fell; lowest 0.853 -> 0.843), particle F1 0.925 -> 0.923, particle |D error| 5.2 ->
-    # 5.4 %. Eight earlier networks retuned the same way: site F1 0.884 -> 0.890, particles
+    # thresholds tuned on the crops with and without it: single-site F1 0.882 -> 0.890 (8 rose,
+    # 4 fell; lowest 0.853 -> 0.860), particle F1 0.929 -> 0.915, particle |D error| 4.6 ->
+    # 5.2 %. Eight earlier networks retuned the same way: site F1 0.884 -> 0.890, particles
     # alone |D error| 4.13 -> 3.95 % (4 images, all lower). A flip instead of the turn gave site
     # F1 0.893 but a lower minimum and a larger D error on one network.
     test_time_turn: bool = True
