@@ -306,16 +306,20 @@ def weak_class_advice(weak: Any) -> list[str]:
     """Plain words for each class in ``weak`` (the ``weak_classes`` of training metrics, class
     name → F1 on its own crops; anything else, as in models trained before it, gives none),
     saying what to do. One wording for the log, the command line and the Train page."""
-    if not isinstance(weak, dict):
-        return []
     return [
         f"“{name}” is found at F1 {f1:.2f} on your own crops (1 = all found exactly), so its "
         f"results will be unreliable. Draw another crop around some “{name}” objects and "
         "outline every object in it, or check that they stand out from the background, then "
         "train again."
-        for name, f1 in weak.items()
-        if isinstance(f1, int | float)
+        for name, f1 in weak_class_items(weak)
     ]
+
+
+def weak_class_items(weak: Any) -> list[tuple[str, float]]:
+    """``(class name, F1)`` pairs of a metrics' ``weak_classes``; none for anything else."""
+    if not isinstance(weak, dict):
+        return []
+    return [(name, f1) for name, f1 in weak.items() if isinstance(f1, int | float)]
 
 
 def weak_classes(crops: CropMaps, params: WatershedParams) -> dict[str, float]:

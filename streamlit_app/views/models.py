@@ -20,11 +20,11 @@ def summary_words(state: str, metrics: dict) -> list[str]:
     Shorter than :func:`pipelines.detection.tuning.weak_class_advice`: one line in a list of
     models; the Train page gives the advice in full.
     """
-    weak = metrics.get("weak_classes")
+    from pipelines.detection.tuning import weak_class_items  # scipy: load when needed
+
     poor = [
         f"finds “{name}” poorly (F1 {f1:.2f} on its crops)"
-        for name, f1 in (weak.items() if isinstance(weak, dict) else ())
-        if isinstance(f1, int | float)
+        for name, f1 in weak_class_items(metrics.get("weak_classes"))
     ]
     return [STATE_WORDS.get(state, state), *metric_words(metrics)[:2], *poor]
 
