@@ -13,8 +13,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score predictions against true labels (precision, recall, F1, D error, AP)",
         description=(
             "Match predicted and true objects (IoU >= threshold, one-to-one, per class and "
-            "overall) and print precision, recall, F1, mean |D error| % and bias, and COCO "
-            "mask AP. If TRUTH.json has crop rectangles, only the crops are scored."
+            "overall) and print precision, recall, F1, mean |D error| % and bias of the "
+            "matched pairs, the error of the mean diameter of all objects (what the "
+            "statistics show), and COCO mask AP. If TRUTH.json has crop rectangles, only the "
+            "crops are scored."
         ),
     )
     parser.add_argument("pred", type=Path, metavar="PRED.json", help="predicted LabelMe file")
@@ -43,7 +45,7 @@ def format_table(result: object) -> str:
     header = (
         f"{'class':<14}{'true':>7}{'pred':>7}{'TP':>7}{'FP':>6}{'FN':>6}"
         f"{'precision':>11}{'recall':>8}{'F1':>7}{'|D err| %':>11}{'D bias %':>10}"
-        f"{'AP':>7}{'AP50':>7}"
+        f"{'mean D err %':>13}{'AP':>7}{'AP50':>7}"
     )
     lines = [header]
     rows = [*result.per_class, result.overall]  # type: ignore[attr-defined]
@@ -54,6 +56,7 @@ def format_table(result: object) -> str:
             f"{_number(row.precision):>11}{_number(row.recall):>8}{_number(row.f1):>7}"
             f"{_number(row.mean_abs_diameter_error_pct, 2):>11}"
             f"{_number(row.mean_diameter_bias_pct, 2, signed=True):>10}"
+            f"{_number(row.mean_size_error_pct, 2, signed=True):>13}"
             f"{_number(row.ap):>7}{_number(row.ap50):>7}"
         )
     return "\n".join(lines)

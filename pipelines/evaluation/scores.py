@@ -53,6 +53,10 @@ class ClassScores:
     median_abs_diameter_error_pct: float | None = None
     ap: float | None = None
     ap50: float | None = None
+    # What the image's statistics show: the error of the mean and of the median diameter of
+    # all predicted objects against all true ones (missed and extra objects included).
+    mean_size_error_pct: float | None = None
+    median_size_error_pct: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +93,8 @@ def _class_scores(
     predicted_count: int,
     matched_iou: np.ndarray,
     diameter_ratio: np.ndarray,
+    true_diameters: np.ndarray,
+    pred_diameters: np.ndarray,
 ) -> ClassScores:
     tp = int(matched_iou.size)
     fp, fn = predicted_count - tp, true_count - tp
@@ -107,7 +113,16 @@ def _class_scores(
         mean_abs_diameter_error_pct=float(np.abs(error_pct).mean()) if tp else None,
         mean_diameter_bias_pct=float(error_pct.mean()) if tp else None,
         median_abs_diameter_error_pct=float(np.median(np.abs(error_pct))) if tp else None,
+        mean_size_error_pct=_statistic_error(np.mean, true_diameters, pred_diameters),
+        median_size_error_pct=_statistic_error(np.median, true_diameters, pred_diameters),
     )
+
+
+def _statistic_error(statistic: Any, truth: np.ndarray, pred: np.ndarray) -> float | None:
+    """``(statistic(pred) / statistic(truth) - 1)`` in percent; None when a side is empty."""
+    if truth.size == 0 or pred.size == 0:
+        return None
+    return float((statistic(pred) / statistic(truth) - 1.0) * 100.0)
 
 
 @dataclass(frozen=True)
@@ -185,17 +200,24 @@ def evaluate_instances(
     table = _Table.of(pred, truth)
     overlaps, iou, ratio_all = table.overlaps, table.overlaps.iou, table.ratio
     kept = greedy_matches(overlaps.truth_ids, overlaps.pred_ids, iou, iou_threshold)
-    overall = _class_scores(OVERALL, truth.count, pred.count, iou[kept], ratio_all[kept])
+    true_d = 2.0 * np.sqrt(overlaps.truth_area_px[1:] / np.pi)
+    pred_d = 2.0 * np.sqrt(overlaps.pred_area_px[1:] / np.pi)
+    overall = _class_scores(
+        OVERALL, truth.count, pred.count, iou[kept], ratio_all[kept], true_d, pred_d
+    )
     rows = []
     for index, name in enumerate(table.class_names):
         kept_class = table.class_matches(index, iou_threshold)
+        in_truth, in_pred = table.truth_class[1:] == index, table.pred_class[1:] == index
         rows.append(
             _class_scores(
                 name,
-                int(np.count_nonzero(table.truth_class[1:] == index)),
-                int(np.count_nonzero(table.pred_class[1:] == index)),
+                int(np.count_nonzero(in_truth)),
+                int(np.count_nonzero(in_pred)),
                 iou[kept_class],
                 ratio_all[kept_class],
+                true_d[in_truth],
+                pred_d[in_pred],
             )
         )
     if compute_ap:

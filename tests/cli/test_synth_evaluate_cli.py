@@ -51,7 +51,7 @@ def test_evaluate_prints_a_table_and_json(
     truth, labels = str(tmp_path / "truth.json"), str(tmp_path / "labels.json")
     assert main(["evaluate", truth, truth]) == 0
     table = capsys.readouterr().out
-    assert "precision" in table and "|D err| %" in table
+    assert "precision" in table and "|D err| %" in table and "mean D err %" in table
     particle_row = next(line for line in table.splitlines() if line.startswith("particle"))
     assert particle_row.count("1.000") >= 5  # precision, recall, F1, AP, AP50
 

@@ -91,6 +91,20 @@ def test_median_diameter_error_ignores_one_merged_outlier() -> None:
     assert row.median_abs_diameter_error_pct == pytest.approx(0.0)
 
 
+def test_size_statistics_errors_count_every_object() -> None:
+    truth = _squares([(10, 10, 10), (30, 10, 10), (50, 10, 10)])
+    # One 10x10 found exactly, one 12x12 (D +20 %), one missed, one extra 5x5 (never matched).
+    pred = _squares([(10, 10, 10), (29, 9, 12), (40, 40, 5)], ["particle"] * 3)
+    row = evaluate_instances(pred, truth).row("particle")
+    d = 2 * np.sqrt(np.array([100.0, 144.0, 25.0]) / np.pi)
+    true_d = 2 * np.sqrt(100.0 / np.pi)
+    assert row.mean_size_error_pct == pytest.approx((d.mean() / true_d - 1) * 100)
+    assert row.median_size_error_pct == pytest.approx(0.0)
+    assert row.mean_abs_diameter_error_pct == pytest.approx(10.0)  # the two matched pairs
+    empty = evaluate_instances(_squares([]), truth).overall
+    assert empty.mean_size_error_pct is None and empty.median_size_error_pct is None
+
+
 def test_two_classes_are_matched_per_class_and_overall() -> None:
     truth = _squares(TRUTH, ["particle", "particle", "single_site", "single_site"])
     pred = _squares(TRUTH, ["particle", "single_site", "single_site", "single_site"])
