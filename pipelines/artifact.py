@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import ModelError
+from pipelines.errors import InvalidInput, ModelError
 from pipelines.fileio import atomic_write_json, sha256_file
 
 MODEL_JSON = "model.json"
@@ -69,6 +69,45 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dict(config)
 
 
+def check_model_target(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse an ``out_dir`` that saving a model would destroy: a file, or a folder that holds
+    anything but a model's own files (saving replaces the whole folder).
+
+    Why: an output folder named by mistake (the images' folder, a model folder that
+    predictions were also written into) must not be wiped. Called before training, so the
+    user hears it at once, not after minutes of training, and again by :func:`save_model`.
+    """
+    target = Path(out_dir)
+    if target.is_file():
+        raise InvalidInput(f"{target} is a file; choose a folder name for the model")
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if not (target / MODEL_JSON).is_file():
+        raise InvalidInput(
+            f"{target} already holds files and is not a model folder; choose a new folder "
+            "name for the model (an existing model folder is replaced)"
+        )
+    others = sorted({entry.name for entry in target.iterdir()} - _model_files(target))
+    if others:
+        raise InvalidInput(
+            f"{target} holds a model and other files ({', '.join(others[:3])}); move them "
+            "out, or choose a new folder name for the model"
+        )
+
+
+def _model_files(folder: Path) -> set[str]:
+    """The names a model folder's own files have: as listed in its ``model.json``, or, for
+    folders saved before the list was kept (or with an unreadable ``model.json``), the
+    standard ones and the classifier's training curve."""
+    try:
+        listed = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8")).get("files")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        listed = None
+    if isinstance(listed, list) and all(isinstance(name, str) for name in listed):
+        return {MODEL_JSON, *listed}
+    return {MODEL_JSON, WEIGHTS_FILE, "training_curve.json"}
+
+
 def save_model(
     out_dir: str | os.PathLike[str],
     *,
@@ -83,13 +122,17 @@ def save_model(
 ) -> Path:
     """Write a complete model folder atomically and return its path.
 
-    An existing folder at ``out_dir`` is replaced only after the new one is complete.
+    An existing model folder at ``out_dir`` is replaced only after the new one is complete;
+    any other existing folder is refused (:func:`check_model_target`).
     """
     import torch
 
+    check_model_target(out_dir)
+
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    target = Path(out_dir)
+    # Resolved, so "." or "models/" still have a parent and a name for the rename.
+    target = Path(out_dir).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     info = ModelInfo(
         task=task,
@@ -108,6 +151,7 @@ def save_model(
             (staging / name).write_bytes(data)
         info_dict = info.to_dict()
         info_dict["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
+        info_dict["files"] = sorted([WEIGHTS_FILE, *(extra_files or {})])
         atomic_write_json(staging / MODEL_JSON, info_dict)
         if target.exists():
             backup = target.with_name(f".{target.name}.old")
@@ -119,7 +163,7 @@ def save_model(
             staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return Path(out_dir)
 
 
 def read_model_info(model_dir: str | os.PathLike[str]) -> ModelInfo:

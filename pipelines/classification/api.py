@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.artifact import load_model, save_model
+from pipelines.artifact import check_model_target, load_model, save_model
 from pipelines.classification.datasets import (
     LoadedDataset,
     list_training_samples,
@@ -51,7 +51,7 @@ from pipelines.classification.samples import Sample, SkippedFile, prepare_sample
 from pipelines.devices import torch_device
 from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
 from pipelines.fileio import atomic_write_json, atomic_write_text
-from pipelines.options import reject_unknown_options
+from pipelines.options import check_option_types, reject_unknown_options
 from pipelines.progress import ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def train(
             raise InvalidInput(f"minutes must be positive, got {minutes}")
         overrides["max_minutes"] = float(minutes)
     classifier = create_engine(engine, **overrides)
+    check_model_target(out_dir)
     if classifier.config.pretrained_weights_path is None:
         baked = pretrained_weights_from_env(classifier.config.model_name)
         if baked:
@@ -230,7 +231,7 @@ class PredictOptions:
     def from_dict(cls, values: dict[str, Any] | None) -> PredictOptions:
         values = dict(values or {})
         reject_unknown_options(values, cls)
-        options = cls(**values)
+        options = cls(**check_option_types(values, cls, "prediction option"))
         if options.batch_size < 1 or options.heatmap_min_side_px < 1:
             raise InvalidInput("batch_size and heatmap sizes must be at least 1")
         return options

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.artifact import load_model, read_model_info, save_model
+from pipelines.artifact import check_model_target, load_model, read_model_info, save_model
 from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
 from pipelines.detection.data import load_training_set
-from pipelines.detection.outputs import write_outputs
+from pipelines.detection.outputs import check_outputs_free, write_outputs
 from pipelines.detection.postprocess import drop_instances_in
 from pipelines.detection.registry import create_config, get_engine, list_engines
+from pipelines.devices import torch_device
 from pipelines.errors import InvalidImage, InvalidInput, ModelError
 from pipelines.imaging.marks import burnt_in_marks
 from pipelines.progress import Progress, ProgressCallback, StageTimer
@@ -56,11 +57,15 @@ def train(
     """Train a detector on LabelMe files (crops + outlined objects) and save its folder.
 
     ``inputs``: LabelMe JSON files, each with its image beside it (``imagePath``). ``minutes``
-    caps the whole run; ``config`` overrides fields of the engine's config dataclass.
+    is the run's time budget: training stops early enough to leave the tuning and saving
+    after it (seconds) inside it. ``config`` overrides fields of the engine's config dataclass.
+    An ``out_dir`` holding anything but a model is refused before training starts.
     """
     started = time.monotonic()
     spec = get_engine(engine)
     engine_config = create_config(spec.name, config)
+    check_model_target(out_dir)
+    torch_device(device)  # a wrong or missing device is said before the images are read
     if minutes is not None:
         if minutes <= 0:
             raise InvalidInput(f"--minutes must be positive, got {minutes}")
@@ -88,7 +93,8 @@ def train(
         classes=data.class_names,
         state_dict=detector.state_dict(),
         metrics=context.metrics,
-        extra={**detector.extra(), "trained_on": [Path(p).name for p in inputs]},
+        # The LabelMe files themselves, also where a folder of them was given.
+        extra={**detector.extra(), "trained_on": [image.name for image in data.images]},
     )
     saver.update(1)
     log.info("trained %s detector in %.1f s: %s", spec.name, time.monotonic() - started, path)
@@ -103,7 +109,14 @@ def load_detector(model_dir: str | Path, device: str = "cpu") -> Detector:
         config = create_config(spec.name, info.config)
     except InvalidInput as error:
         raise ModelError(f"{model_dir}: {error}; train the model again") from error
-    return spec.load(config, list(info.classes), state, dict(info.extra), device=device)
+    try:
+        return spec.load(config, list(info.classes), state, dict(info.extra), device=device)
+    except (TypeError, ValueError, AttributeError) as error:
+        # A hand-edited or damaged model.json: a value of the wrong kind in its extra fields.
+        raise ModelError(
+            f"{model_dir}: model.json holds a value of the wrong kind ({error}); "
+            "train the model again"
+        ) from error
 
 
 def detect(
@@ -203,7 +216,8 @@ def predict(
     """Detect objects in images (files and/or folders); write JSON, overlay and stats per image.
 
     Every image header is checked before anything is written, so a bad file in the list
-    produces no partial output.
+    produces no partial output; so is every output name, so no hand-drawn or corrected
+    LabelMe file in ``out_dir`` is overwritten (:func:`check_outputs_free`).
     """
     from pipelines.imaging import image_size, load_image
 
@@ -211,6 +225,7 @@ def predict(
     images = collect_images([Path(p) for p in inputs])
     for path in images:
         image_size(path)
+    check_outputs_free(images, Path(out_dir))
     detector = load_detector(model_dir, device=device)
     info = read_model_info(model_dir)
     written: list[Path] = []

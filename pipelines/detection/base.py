@@ -16,7 +16,7 @@ import numpy as np
 
 from pipelines.errors import InvalidInput
 from pipelines.formats.masks import InstanceMasks
-from pipelines.options import reject_unknown_options
+from pipelines.options import check_option_types, reject_unknown_options
 from pipelines.progress import Progress, ProgressCallback
 
 
@@ -44,17 +44,13 @@ class DetectOptions:
         """Build from user options; unknown keys and bad values are a one-line error."""
         options = dict(options or {})
         reject_unknown_options(options, cls)
-        made = cls(**options)
+        made = cls(**check_option_types(options, cls, "prediction option"))
         if not 0.0 <= made.score_threshold <= 1.0:
             raise InvalidInput(f"score_threshold must be in [0, 1], got {made.score_threshold}")
         if made.tile_px < 64:
             raise InvalidInput(f"tile_px must be at least 64, got {made.tile_px}")
         if made.overlap_px is not None and not 0 <= made.overlap_px < made.tile_px // 2:
             raise InvalidInput(f"overlap_px must be in [0, tile_px/2), got {made.overlap_px}")
-        if not isinstance(made.ignore_scale_bar, bool):
-            raise InvalidInput(
-                f"ignore_scale_bar must be true or false, got {made.ignore_scale_bar!r}"
-            )
         for name in ("min_area_px", "max_area_px"):
             value = getattr(made, name)
             if value is not None and value < 0:

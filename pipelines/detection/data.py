@@ -255,7 +255,16 @@ def load_training_set(json_paths: Sequence[Path]) -> TrainingSet:
         path = Path(path)
         if path.is_dir():
             raise InvalidLabels(f"{path} is a folder; pass the LabelMe JSON files themselves")
-        documents.append(read_labelme(path))
+        document = read_labelme(path)
+        # Without crops a file counts as labelled everywhere: an empty one would teach that
+        # its whole image is background. Saying so takes a crop drawn over an empty area.
+        if not document.shapes:
+            raise InvalidLabels(
+                f"{path.name} has no crop and no outlined object; outline objects in it, draw "
+                "a 'crop' rectangle over an area with none to teach it as background, or "
+                "leave the file out"
+            )
+        documents.append(document)
     class_names = sorted({name for document in documents for name in document.class_names()})
     if not class_names:
         raise InvalidLabels(

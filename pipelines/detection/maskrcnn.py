@@ -233,6 +233,25 @@ class MaskRCNNDetector(Detector):
         return {"backbone": self.backbone, "invert": self.invert}
 
 
+def _load_coco_weights(network: Any, weights: Path) -> None:
+    """Load the COCO state dict at ``weights``; a wrong or damaged file is a one-line error."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, TypeError, KeyError) as error:
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise ModelError(
+            f"{weights} is not a state dict of torchvision's maskrcnn_resnet50_fpn_v2 COCO "
+            f"weights ({first_line}); replace the file, or train from scratch with "
+            "--set backbone=resnet18_fpn"
+        ) from error
+
+
 def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> MaskRCNNDetector:
     """Fine-tune from COCO weights when available, else train ResNet-18-FPN from scratch."""
     import torch
@@ -247,8 +266,7 @@ def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> M
     network = build_network(config, len(data.class_names), backbone)
     if backbone == "resnet50_fpn_v2":
         if weights is not None:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
+            _load_coco_weights(network, weights)
         _replace_heads(network, len(data.class_names))
     network.to(device).train()
     invert = objects_are_dark(data)

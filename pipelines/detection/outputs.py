@@ -7,14 +7,18 @@ draws contours coloured per class on the 8-bit image; ``<stem>_stats.csv`` has o
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipelines.detection.base import Detections
-from pipelines.fileio import atomic_write_bytes, atomic_write_text, link_or_copy
+from pipelines.errors import InvalidInput
+from pipelines.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, sha256_file
 from pipelines.formats.labelme import LabelMeDocument, new_document, write_labelme
 from pipelines.formats.masks import instances_to_shapes
 
@@ -74,13 +78,18 @@ def overlay_rgb(pixels: np.ndarray, detections: Detections) -> np.ndarray:
     return rgb
 
 
-def write_overlay(path: Path, pixels: np.ndarray, detections: Detections) -> Path:
-    """Write the overlay PNG atomically."""
+def overlay_png_bytes(pixels: np.ndarray, detections: Detections) -> bytes:
+    """The overlay (:func:`overlay_rgb`) encoded as PNG."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(overlay_rgb(pixels, detections)).save(buffer, format="PNG", compress_level=1)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_overlay(path: Path, pixels: np.ndarray, detections: Detections) -> Path:
+    """Write the overlay PNG atomically."""
+    return atomic_write_bytes(path, overlay_png_bytes(pixels, detections))
 
 
 def stats_csv(document: LabelMeDocument, nm_per_px: float | None) -> str:
@@ -92,6 +101,74 @@ def stats_csv(document: LabelMeDocument, nm_per_px: float | None) -> str:
     options = StatsOptions(bootstrap_resamples=0)
     result = stats_from_labelme(document, nm_per_px=nm_per_px, options=options)
     return result.objects.to_csv(index=False)
+
+
+def shapes_fingerprint(shapes: list[dict[str, Any]]) -> str:
+    """SHA-256 of the shapes' labels, types and points (to 0.01 px), as JSON dicts.
+
+    Why: stored in a predicted file, it tells later whether someone edited the shapes (labelme
+    re-saves a file with its own formatting, so the raw bytes would not do; the order of the
+    shapes does not count). Raises ``TypeError``/``ValueError``/``AttributeError`` on shapes
+    that are not LabelMe shapes.
+    """
+    canonical = sorted(
+        [
+            str(shape.get("label")),
+            str(shape.get("shape_type", "polygon")),
+            [[round(float(x), 2), round(float(y), 2)] for x, y in shape.get("points", [])],
+        ]
+        for shape in shapes
+    )
+    return hashlib.sha256(json.dumps(canonical).encode("utf-8")).hexdigest()
+
+
+def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
+    """Refuse to predict where a file the user made would be overwritten.
+
+    ``<stem>.json`` may be replaced only when it is a prediction (a ``nocode_ml`` object) whose
+    shapes nobody has edited since; hand-drawn labels or corrections made in labelme are kept.
+    The image copy beside it may be replaced only by the same image. Called for every image
+    before anything is written.
+    """
+    for image_path in image_paths:
+        json_path = out_dir / f"{image_path.stem}.json"
+        if json_path.exists():
+            try:
+                raw = json.loads(json_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raw = None
+            meta = raw.get("nocode_ml") if isinstance(raw, dict) else None
+            if not isinstance(meta, dict):
+                raise InvalidInput(
+                    f"{json_path} holds labels that prediction did not write; choose another "
+                    "output folder so they are kept"
+                )
+            if not _unedited(raw, meta):
+                raise InvalidInput(
+                    f"{json_path} may hold corrections made after prediction; choose another "
+                    "output folder, or move the file away, so they are kept"
+                )
+        beside = out_dir / image_path.name
+        if beside.exists() and not _same_file_content(image_path, beside):
+            raise InvalidInput(
+                f"{beside} is a different image of the same name; choose another output folder"
+            )
+
+
+def _unedited(raw: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """Whether a predicted file's shapes are still those prediction wrote. Files written
+    before the fingerprint was kept cannot tell, so they count as edited."""
+    stored = meta.get("shapes_sha256")
+    try:
+        return bool(stored) and shapes_fingerprint(raw.get("shapes")) == stored
+    except (TypeError, ValueError, AttributeError):  # shapes damaged by hand
+        return False
+
+
+def _same_file_content(a: Path, b: Path) -> bool:
+    if os.path.samefile(a, b):
+        return True
+    return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
 
 
 def write_outputs(
@@ -109,15 +186,19 @@ def write_outputs(
     alone, even after editing it in labelme (which keeps unknown keys), stay calibrated and
     say which model found the objects.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = image_path.stem
+    # Everything is made before the first write, so a failure leaves no partial set.
+    document = to_document(detections, image_path.name)
+    metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
+    metadata["shapes_sha256"] = shapes_fingerprint(document.to_dict()["shapes"])
+    document.extra["nocode_ml"] = {k: v for k, v in metadata.items() if v is not None}
+    overlay_png = overlay_png_bytes(pixels, detections)
+    table = stats_csv(document, nm_per_px)
+    out_dir.mkdir(parents=True, exist_ok=True)
     # The image goes beside the JSON (hard link, else copy) so the folder is self-contained:
     # labelme opens it, and it can be corrected and used for training as it is.
-    beside = link_or_copy(image_path, out_dir / image_path.name)
-    document = to_document(detections, beside.name)
-    metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
-    document.extra["nocode_ml"] = {k: v for k, v in metadata.items() if v is not None}
+    link_or_copy(image_path, out_dir / image_path.name)
     json_path = write_labelme(out_dir / f"{stem}.json", document)
-    overlay_path = write_overlay(out_dir / f"{stem}_overlay.png", pixels, detections)
-    stats_path = atomic_write_text(out_dir / f"{stem}_stats.csv", stats_csv(document, nm_per_px))
+    overlay_path = atomic_write_bytes(out_dir / f"{stem}_overlay.png", overlay_png)
+    stats_path = atomic_write_text(out_dir / f"{stem}_stats.csv", table)
     return [json_path, overlay_path, stats_path]

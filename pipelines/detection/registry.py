@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import InvalidInput
+from pipelines.options import check_option_types
 
 DEFAULT_ENGINE = "unet"
 _BUILTIN_MODULES = {
@@ -65,6 +66,10 @@ def get_engine(name: str | None) -> EngineSpec:
 def create_config(name: str | None, overrides: dict[str, Any] | None = None) -> Any:
     """The engine's frozen config with ``overrides`` applied; unknown keys are an error."""
     spec = get_engine(name)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidInput(
+            f"settings of engine {spec.name!r} must be key: value pairs, got {overrides!r}"
+        )
     overrides = dict(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(spec.config_type)}
     unknown = sorted(set(overrides) - set(fields))
@@ -73,10 +78,7 @@ def create_config(name: str | None, overrides: dict[str, Any] | None = None) -> 
             f"engine {spec.name!r} has no setting(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(fields))}"
         )
-    for key, value in list(overrides.items()):
-        default = getattr(spec.config_type(), key)
-        if isinstance(default, tuple) and isinstance(value, list):
-            overrides[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    overrides = check_option_types(overrides, spec.config_type, f"setting of engine {spec.name!r}:")
     try:
         return spec.config_type(**overrides)
     except (TypeError, ValueError) as error:

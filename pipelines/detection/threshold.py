@@ -25,6 +25,10 @@ from pipelines.progress import StageTimer
 
 log = logging.getLogger(__name__)
 
+# The log area of a class with no object inside the crops: so far from any object's that the
+# class is never chosen (0, the log area of one pixel, gave it every noise speck).
+UNSEEN_LOG_AREA = 1e6
+
 
 @dataclass(frozen=True)
 class ThresholdConfig:
@@ -170,7 +174,7 @@ def train(data: TrainingSet, config: ThresholdConfig, context: TrainContext) -> 
     largest_diameter = 2 * np.sqrt(all_areas.max() / np.pi)
     background_px = config.background_px or int(max(15, 3 * largest_diameter)) | 1
     log_areas = tuple(
-        float(np.median(np.log(areas[name]))) if areas[name].size else 0.0
+        float(np.median(np.log(areas[name]))) if areas[name].size else UNSEEN_LOG_AREA
         for name in data.class_names
     )
     # The same noise-speck limit as the U-Net, so the baseline is compared fairly.

@@ -358,6 +358,11 @@ def load(
         core_shares=_core_shares(post.get("core_shares"), len(classes)),
     )
     min_area = extra.get("min_area_px") or [1.0] * len(classes)
+    if not isinstance(min_area, list) or len(min_area) != len(classes):
+        raise ModelError(
+            f"model.json: min_area_px must be a list of one number per class, got {min_area!r}; "
+            "train the model again"
+        )
     torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
     return UNetDetector(
         config,

@@ -71,3 +71,22 @@ def test_train_and_predict_from_the_command_line(
     # the image is copied beside its LabelMe file so that labelme opens the pair
     assert names == ["image.json", "image.tif", "image_overlay.png", "image_stats.csv"]
     assert f"wrote 3 files to {out}" in capsys.readouterr().out  # the outputs
+
+
+def test_bad_training_settings_and_outputs_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["synth", str(tmp_path / "s"), "--size", "128", "--seed", "2"]) == 0
+    labels = str(tmp_path / "s" / "labels.json")
+    capsys.readouterr()
+    cases = [
+        (["--out", str(tmp_path / "m"), "--set", "batch_size=abc"], "batch_size='abc'"),
+        (["--out", str(tmp_path / "s")], "not a model folder"),  # would have wiped the sample
+        (["--out", str(tmp_path / "m"), "--device", "tpu"], "tpu"),
+    ]
+    for extra, message in cases:
+        assert main(["train", labels, "--task", "detect", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err
+    assert (tmp_path / "s" / "image.tif").is_file()
+    assert not (tmp_path / "m").exists()

@@ -85,7 +85,7 @@ def test_unknown_setting_and_option_are_clear_errors(labelled, tmp_path):
         api.train([labelled[1]], tmp_path / "m", engine="nope")
     with pytest.raises(InvalidInput, match="unknown prediction option"):
         api.detect(None, np.zeros((8, 8)), {"treshold": 1})  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="ignore_scale_bar must be true or false"):
+    with pytest.raises(InvalidInput, match="ignore_scale_bar='no' should be true or false"):
         api.detect(None, np.zeros((8, 8)), {"ignore_scale_bar": "no"})  # type: ignore[arg-type]
 
 
@@ -168,7 +168,10 @@ def test_labelme_opens_the_predicted_json(tiny_model, labelled, tmp_path):
     from labelme import LabelFile
 
     image = labelled[1].parent / "image.tif"
-    beside = api.predict(tiny_model, [image], image.parent)[0]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(image, alone / "image.tif")
+    beside = api.predict(tiny_model, [alone / "image.tif"], alone)[0]
     elsewhere = api.predict(tiny_model, [image], tmp_path / "out")[0]
     for json_path in (beside, elsewhere):
         label_file = LabelFile(filename=str(json_path))
@@ -267,3 +270,131 @@ def test_a_bad_post_processing_setting_in_model_json_is_a_model_error(
     info["extra"]["postprocess"][key] = None  # as missing: older models
     (broken / MODEL_JSON).write_text(json.dumps(info))
     assert getattr(api.load_detector(broken).params, key) == ()
+
+
+def test_predict_never_overwrites_labels_or_corrections(tiny_model, labelled, tmp_path):
+    json_path = labelled[1]
+    image = json_path.parent / "image.tif"
+    hand_drawn = json_path.read_bytes()
+    with pytest.raises(InvalidInput, match="prediction did not write"):
+        api.predict(tiny_model, [image], json_path.parent)
+    assert json_path.read_bytes() == hand_drawn
+    assert not (json_path.parent / "image_overlay.png").exists()
+    out = tmp_path / "out"
+    first = api.predict(tiny_model, [image], out, options={"score_threshold": 0.0})[0]
+    # Opened and saved in labelme without a change: still the prediction, made again.
+    from labelme import LabelFile
+
+    opened = LabelFile(filename=str(first))
+    assert opened.other_data["nocode_ml"]["shapes_sha256"]
+    opened.save(
+        str(first),
+        opened.shapes,
+        opened.image_path,
+        96,
+        96,
+        other_data=opened.other_data,
+        flags=opened.flags,
+    )
+    inode = first.stat().st_ino
+    api.predict(tiny_model, [image], out)
+    assert first.stat().st_ino != inode  # written anew (atomically, so a new file)
+    # A correction in labelme: an object added (labelme keeps the nocode_ml object).
+    raw = json.loads(first.read_text())
+    raw["shapes"].append(
+        {"label": "particle", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"}
+    )
+    first.write_text(json.dumps(raw))
+    with pytest.raises(InvalidInput, match="may hold corrections"):
+        api.predict(tiny_model, [image], out)
+    assert json.loads(first.read_text()) == raw
+    # A prediction saved before the fingerprint was kept cannot tell, so it is kept too.
+    del raw["nocode_ml"]["shapes_sha256"], raw["shapes"][-1]
+    first.write_text(json.dumps(raw))
+    with pytest.raises(InvalidInput, match="may hold corrections"):
+        api.predict(tiny_model, [image], out)
+
+
+def test_predict_never_replaces_another_image_of_the_same_name(tiny_model, labelled, tmp_path):
+    image = labelled[1].parent / "image.tif"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "image.tif").write_bytes(b"another image")
+    with pytest.raises(InvalidInput, match="different image of the same name"):
+        api.predict(tiny_model, [image], out)
+    assert (out / "image.tif").read_bytes() == b"another image"
+
+
+def test_training_refuses_an_out_folder_that_is_not_a_model(labelled, tmp_path, tiny_unet_config):
+    folder = labelled[1].parent
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(InvalidInput, match="not a model folder"):
+        api.train([labelled[1]], folder, config=tiny_unet_config)
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_an_empty_labelme_file_in_a_run_is_named(labelled, tmp_path, tiny_unet_config):
+    from pipelines.errors import InvalidLabels
+    from pipelines.formats.labelme import new_document, write_labelme
+
+    other = tmp_path / "other"
+    write_labelled(other, make_sample(64, seed=5, n_particles=2), None, name="empty")
+    write_labelme(other / "empty.json", new_document([], "empty.tif", 64, 64))
+    with pytest.raises(InvalidLabels, match=r"empty\.json has no crop and no outlined object"):
+        api.train([labelled[1], other / "empty.json"], tmp_path / "m", config=tiny_unet_config)
+
+
+def test_classes_are_the_union_over_several_labelme_files(labelled, tmp_path, tiny_unet_config):
+    sites = make_sample(64, seed=7, n_particles=0, n_sites=5)
+    other = write_labelled(tmp_path / "sites", sites, None, name="sites")
+    model = api.train([labelled[1], other], tmp_path / "m", config=tiny_unet_config)
+    info = json.loads((model / MODEL_JSON).read_text())
+    assert info["classes"] == ["particle", "single_site"]
+    counts = info["metrics"]["labelled_objects"]
+    assert counts["single_site"] == 5 and counts["particle"] > 0
+    assert info["extra"]["trained_on"] == ["image.json", "sites.json"]
+
+
+@pytest.mark.parametrize(
+    ("key", "saved"),
+    [("postprocess", "fg=0.5"), ("min_area_px", [1.0, 2.0]), ("min_area_px", "ten")],
+)
+def test_a_wrong_kind_of_value_in_model_json_is_a_model_error(tiny_model, tmp_path, key, saved):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    info = json.loads((broken / MODEL_JSON).read_text())
+    info["extra"][key] = saved
+    (broken / MODEL_JSON).write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="train the model again"):
+        api.load_detector(broken)
+
+
+def test_a_wrong_kind_of_setting_in_model_json_is_a_model_error(tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    info = json.loads((broken / MODEL_JSON).read_text())
+    info["config"]["overlap_px"] = "wide"
+    (broken / MODEL_JSON).write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="overlap_px='wide' should be a whole number"):
+        api.load_detector(broken)
+
+
+def test_training_and_prediction_report_each_stage(labelled, tmp_path, tiny_unet_config):
+    events = []
+    model = api.train(
+        [labelled[1].parent], tmp_path / "m", config=tiny_unet_config, progress=events.append
+    )
+    stages = list(dict.fromkeys(event.stage for event in events))
+    assert stages == ["load", "train", "tune", "save"]
+    train = [event for event in events if event.stage == "train"]
+    assert train[-1].done == train[-1].total == 4
+    assert all(event.eta_s is not None and "loss" in event.metrics for event in train)
+    assert events[-1].stage == "save" and events[-1].done == events[-1].total
+    info = json.loads((model / MODEL_JSON).read_text())
+    assert info["extra"]["trained_on"] == ["image.json"]  # the file, not the folder
+    events.clear()
+    image = labelled[1].parent / "image.tif"
+    api.predict(model, [image], tmp_path / "out", progress=events.append)
+    assert {"predict", "images"} <= {event.stage for event in events}
+    assert all(event.message.startswith("image.tif") for event in events if event.stage != "images")
+    assert events[-1].stage == "images" and events[-1].done == events[-1].total == 1

@@ -26,6 +26,30 @@ def test_threshold_engine_calibrates_on_crops_and_finds_the_disks(tmp_path, dark
     assert counts.f1 >= 0.9
 
 
+def test_threshold_engine_never_gives_a_class_without_examples_in_crops(tmp_path):
+    from scipy import ndimage
+
+    from pipelines.detection.threshold import UNSEEN_LOG_AREA
+    from pipelines.formats.labelme import crop_rectangle, read_labelme, write_labelme
+
+    sample = make_sample(128, seed=7, n_particles=14, n_sites=6)
+    json_path = write_labelled(tmp_path, sample, None)
+    # Crops round particles only: the single sites are labelled, but outside them.
+    document = read_labelme(json_path)
+    labels = sample.truth.labels
+    is_site = np.isin(labels, np.flatnonzero(sample.truth.class_ids == 2) + 1)
+    for rows, cols in ndimage.find_objects(labels)[:6]:
+        box = Box(max(0, cols.start - 2), max(0, rows.start - 2), cols.stop + 2, rows.stop + 2)
+        if not is_site[box.slices()].any():
+            document.shapes.append(crop_rectangle(box))
+    write_labelme(json_path, document)
+    detector = api.load_detector(api.train([json_path], tmp_path / "model", engine="threshold"))
+    assert detector.params.class_log_areas[1] == UNSEEN_LOG_AREA
+    detections = api.detect(detector, sample.pixels, {"min_area_px": 1})
+    assert detections.count > 0
+    assert set(detections.instances.class_ids.tolist()) == {1}
+
+
 def test_maskrcnn_engine_trains_saves_and_predicts(tmp_path):
     sample = make_sample(96, seed=8, n_particles=8)
     json_path = write_labelled(tmp_path, sample, [Box(0, 0, 96, 64)])
@@ -42,6 +66,25 @@ def test_maskrcnn_engine_trains_saves_and_predicts(tmp_path):
     assert detector.backbone == "resnet18_fpn"
     written = api.predict(model, [tmp_path / "image.tif"], tmp_path / "out")
     assert len(written) == 3
+
+
+def test_a_bad_coco_weights_file_is_a_one_line_model_error(tmp_path):
+    import torch
+
+    from pipelines.detection.maskrcnn import _load_coco_weights
+    from pipelines.errors import ModelError
+
+    network = torch.nn.Conv2d(1, 2, 3)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"backbone.body.conv1.weight": torch.zeros(1)}, wrong)
+    for path in (garbage, wrong):
+        with pytest.raises(ModelError, match="backbone=resnet18_fpn") as caught:
+            _load_coco_weights(network, path)
+        assert "\n" not in str(caught.value)
+    torch.save(torch.nn.Conv2d(1, 2, 3).state_dict(), tmp_path / "right.pth")
+    _load_coco_weights(network, tmp_path / "right.pth")
 
 
 def test_propose_outline_follows_the_clicked_disk():
