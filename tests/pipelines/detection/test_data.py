@@ -173,3 +173,52 @@ def test_the_sampler_changes_the_contrast_of_rare_class_objects_only(tmp_path):
             sites_seen += 1
             assert changed[sites].any()
     assert sites_seen > 0
+
+
+def test_flips_turns_and_zoom_keep_the_image_and_every_target_aligned():
+    """The image is made from the targets (three grey levels), so after any augmentation each
+    pixel's level must still say what its targets say."""
+    from pipelines.detection.data import LabelledImage, TrainingSet, normalise
+    from pipelines.formats.masks import InstanceMasks
+
+    sample = make_sample(128, seed=5, n_particles=10)
+    labels = sample.truth.labels
+    crop = Box(8, 16, 100, 120)
+    inside = np.zeros(labels.shape, dtype=bool)
+    inside[crop.slices()] = True
+    pixels = (1000 + 1000 * inside + 2000 * (labels > 0)).astype(np.uint16)
+    instances = InstanceMasks(labels, sample.truth.class_ids, sample.truth.class_names)
+    data = TrainingSet([LabelledImage("image.json", pixels, instances, [crop])], ["particle"])
+    levels = normalise(np.array([1000.0, 2000.0, 3000.0, 4000.0]))
+    object_level = (levels[1] + levels[2]) / 2  # objects are 3000 or 4000
+    geometry_only = AugmentConfig(
+        scale_range=(0.8, 1.25),
+        scale_probability=1.0,
+        gamma_range=(1.0, 1.0),
+        contrast_range=(1.0, 1.0),
+        offset_range=(0.0, 0.0),
+        gradient_max=0.0,
+        noise_sigma_max=0.0,
+        blur_probability=0.0,
+        object_contrast_probability=0.0,
+    )
+    sampler = PatchSampler(data, patch_px=48, invert=False, augment=geometry_only, seed=1)
+    for _ in range(40):
+        patch = sampler.sample()
+        assert np.array_equal(patch.instances > 0, patch.classes > 0)
+        # Centre-ness is zoomed smoothly: only an object's low edge values spill one pixel.
+        assert (patch.centre[patch.instances == 0] < 0.5).all()
+        valid = patch.valid
+        assert valid.any()
+        # Inside the crop the image is 2000 or 4000, never the outside background's 1000, and
+        # objects are the bright pixels; the zoom blends a few edge pixels.
+        in_crop = patch.image > (levels[0] + levels[1]) / 2
+        agree = (patch.image > object_level) == (patch.classes > 0)
+        assert in_crop[valid].mean() > 0.95 and agree[valid].mean() > 0.93
+    turned = PatchSampler(data, 48, False, replace(geometry_only, scale_probability=0.0), seed=2)
+    for _ in range(20):
+        patch = turned.sample()
+        in_crop = patch.image > (levels[0] + levels[1]) / 2
+        agree = (patch.image > object_level) == (patch.classes > 0)
+        assert in_crop[patch.valid].all() and agree[patch.valid].all()
+        assert not (patch.centre > 0)[patch.instances == 0].any()
