@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,11 +125,7 @@ def test_missing_or_corrupt_model_files_are_model_errors(tiny_model, tmp_path):
     (broken / MODEL_JSON).write_text("{not json")
     with pytest.raises(ModelError, match="corrupt"):
         api.load_detector(broken)
-    mismatched = tmp_path / "mismatched"
-    shutil.copytree(tiny_model, mismatched)
-    info = json.loads((mismatched / MODEL_JSON).read_text())
-    info["config"]["channels"] = [8, 16]
-    (mismatched / MODEL_JSON).write_text(json.dumps(info))
+    mismatched = _edited_copy(tiny_model, tmp_path / "mismatched", "config", "channels", [8, 16])
     with pytest.raises(ModelError, match="do not fit"):
         api.load_detector(mismatched)
 
@@ -360,23 +357,24 @@ def test_classes_are_the_union_over_several_labelme_files(labelled, tmp_path, ti
     [("postprocess", "fg=0.5"), ("min_area_px", [1.0, 2.0]), ("min_area_px", "ten")],
 )
 def test_a_wrong_kind_of_value_in_model_json_is_a_model_error(tiny_model, tmp_path, key, saved):
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_model, broken)
-    info = json.loads((broken / MODEL_JSON).read_text())
-    info["extra"][key] = saved
-    (broken / MODEL_JSON).write_text(json.dumps(info))
+    broken = _edited_copy(tiny_model, tmp_path / "broken", "extra", key, saved)
     with pytest.raises(ModelError, match="train the model again"):
         api.load_detector(broken)
 
 
 def test_a_wrong_kind_of_setting_in_model_json_is_a_model_error(tiny_model, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_model, broken)
-    info = json.loads((broken / MODEL_JSON).read_text())
-    info["config"]["overlap_px"] = "wide"
-    (broken / MODEL_JSON).write_text(json.dumps(info))
+    broken = _edited_copy(tiny_model, tmp_path / "broken", "config", "overlap_px", "wide")
     with pytest.raises(ModelError, match="overlap_px='wide' should be a whole number"):
         api.load_detector(broken)
+
+
+def _edited_copy(model: Path, copy: Path, section: str, key: str, value: object) -> Path:
+    """A copy of ``model`` whose ``model.json`` has ``section[key] = value``."""
+    shutil.copytree(model, copy)
+    info = json.loads((copy / MODEL_JSON).read_text())
+    info[section][key] = value
+    (copy / MODEL_JSON).write_text(json.dumps(info))
+    return copy
 
 
 def test_training_and_prediction_report_each_stage(labelled, tmp_path, tiny_unet_config):

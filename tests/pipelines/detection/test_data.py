@@ -15,6 +15,16 @@ from pipelines.formats.labelme import Box, new_document, write_labelme
 
 from .conftest import make_sample, write_labelled
 
+# Every intensity augmentation off: pixel values change only where a test lets them.
+INTENSITY_OFF = AugmentConfig(
+    gamma_range=(1.0, 1.0),
+    contrast_range=(1.0, 1.0),
+    offset_range=(0.0, 0.0),
+    gradient_max=0.0,
+    noise_sigma_max=0.0,
+    blur_probability=0.0,
+)
+
 
 def test_crop_masking_marks_only_crops_valid_and_unlabelled_crop_pixels_background(tmp_path):
     sample = make_sample(96, seed=1, n_particles=8)
@@ -145,16 +155,11 @@ def test_the_sampler_changes_the_contrast_of_rare_class_objects_only(tmp_path):
     """With every other augmentation off, only the 3 labelled sites' pixels change."""
     sample = make_sample(160, seed=2, n_particles=12, n_sites=3)
     data = load_training_set([write_labelled(tmp_path, sample, [Box(0, 0, 160, 160)])])
-    plain = AugmentConfig(
+    plain = replace(
+        INTENSITY_OFF,
         flips=False,
         rotations=False,
         scale_probability=0.0,
-        gamma_range=(1.0, 1.0),
-        contrast_range=(1.0, 1.0),
-        offset_range=(0.0, 0.0),
-        gradient_max=0.0,
-        noise_sigma_max=0.0,
-        blur_probability=0.0,
         object_contrast_range=(0.3, 0.3),
     )
     particle_ids = np.flatnonzero(data.images[0].instances.class_ids == 1) + 1
@@ -191,15 +196,10 @@ def test_flips_turns_and_zoom_keep_the_image_and_every_target_aligned():
     data = TrainingSet([LabelledImage("image.json", pixels, instances, [crop])], ["particle"])
     levels = normalise(np.array([1000.0, 2000.0, 3000.0, 4000.0]))
     object_level = (levels[1] + levels[2]) / 2  # objects are 3000 or 4000
-    geometry_only = AugmentConfig(
+    geometry_only = replace(
+        INTENSITY_OFF,
         scale_range=(0.8, 1.25),
         scale_probability=1.0,
-        gamma_range=(1.0, 1.0),
-        contrast_range=(1.0, 1.0),
-        offset_range=(0.0, 0.0),
-        gradient_max=0.0,
-        noise_sigma_max=0.0,
-        blur_probability=0.0,
         object_contrast_probability=0.0,
     )
     sampler = PatchSampler(data, patch_px=48, invert=False, augment=geometry_only, seed=1)
