@@ -237,7 +237,10 @@ def load_training_set(json_paths: Sequence[Path]) -> TrainingSet:
     """Read LabelMe files and their images; check that there is something to learn from."""
     if not json_paths:
         raise InvalidLabels("no LabelMe file given; pass at least one labelled JSON file")
-    # A folder stands for the LabelMe files in it (what the app's training jobs upload).
+    # A folder stands for the LabelMe files in it (what the app's training jobs upload), but
+    # for predictions nobody corrected: learning them would teach the model its own mistakes.
+    from pipelines.detection.outputs import is_unedited_prediction
+
     expanded: list[Path] = []
     for path in map(Path, json_paths):
         if path.is_dir():
@@ -246,7 +249,20 @@ def load_training_set(json_paths: Sequence[Path]) -> TrainingSet:
                 raise InvalidLabels(
                     f"folder {path} holds no LabelMe .json file; label images first"
                 )
-            expanded.extend(found)
+            kept = [p for p in found if not is_unedited_prediction(p)]
+            if not kept:
+                raise InvalidLabels(
+                    f"folder {path} holds only predictions nobody corrected; correct them in "
+                    "labelme (or label images) first"
+                )
+            if len(kept) < len(found):
+                log.warning(
+                    "left out %d uncorrected prediction(s) in %s; correct them in labelme to "
+                    "train on them",
+                    len(found) - len(kept),
+                    path,
+                )
+            expanded.extend(kept)
         else:
             expanded.append(path)
     json_paths = expanded

@@ -155,6 +155,17 @@ def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
             )
 
 
+def is_unedited_prediction(path: Path) -> bool:
+    """Whether the LabelMe file at ``path`` is a prediction nobody has corrected since (its
+    shapes still match the fingerprint prediction stored); False for anything else."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    meta = raw.get("nocode_ml") if isinstance(raw, dict) else None
+    return isinstance(meta, dict) and _unedited(raw, meta)
+
+
 def _unedited(raw: dict[str, Any], meta: dict[str, Any]) -> bool:
     """Whether a predicted file's shapes are still those prediction wrote. Files written
     before the fingerprint was kept cannot tell, so they count as edited."""

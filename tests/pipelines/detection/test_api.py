@@ -396,3 +396,24 @@ def test_training_and_prediction_report_each_stage(labelled, tmp_path, tiny_unet
     assert {"predict", "images"} <= {event.stage for event in events}
     assert all(event.message.startswith("image.tif") for event in events if event.stage != "images")
     assert events[-1].stage == "images" and events[-1].done == events[-1].total == 1
+
+
+def test_a_folder_run_leaves_out_predictions_nobody_corrected(
+    tiny_model, labelled, tmp_path, tiny_unet_config
+):
+    folder = labelled[1].parent
+    found = api.predict(tiny_model, [folder / "image.tif"], folder / "found")[0]
+    model = api.train([folder], tmp_path / "m1", config=tiny_unet_config)
+    assert json.loads((model / MODEL_JSON).read_text())["extra"]["trained_on"] == ["image.json"]
+    raw = json.loads(found.read_text())
+    raw["shapes"].append(
+        {"label": "particle", "points": [[1, 1], [9, 1], [9, 9]], "shape_type": "polygon"}
+    )
+    found.write_text(json.dumps(raw))  # corrected: now the expert's labels
+    model = api.train([folder], tmp_path / "m2", config=tiny_unet_config)
+    trained_on = json.loads((model / MODEL_JSON).read_text())["extra"]["trained_on"]
+    assert trained_on == ["image.json", "image.json"]
+    only = tmp_path / "only"
+    api.predict(tiny_model, [folder / "image.tif"], only)
+    with pytest.raises(InvalidInput, match="only predictions nobody corrected"):
+        api.train([only], tmp_path / "m3", config=tiny_unet_config)
