@@ -34,6 +34,9 @@ CLASS_COLOURS = (
     (0, 255, 170),
 )
 
+# What a LabelMe file is to prediction (:func:`_prediction_state`).
+NOT_PREDICTED, EDITED, UNEDITED = "not predicted", "edited", "unedited"
+
 
 def to_document(detections: Detections, image_path: str) -> LabelMeDocument:
     """A LabelMe document with one polygon per detected object."""
@@ -132,22 +135,17 @@ def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
     """
     for image_path in image_paths:
         json_path = out_dir / f"{image_path.stem}.json"
-        if json_path.exists():
-            try:
-                raw = json.loads(json_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                raw = None
-            meta = raw.get("nocode_ml") if isinstance(raw, dict) else None
-            if not isinstance(meta, dict):
-                raise InvalidInput(
-                    f"{json_path} holds labels that prediction did not write; choose another "
-                    "output folder so they are kept"
-                )
-            if not _unedited(raw, meta):
-                raise InvalidInput(
-                    f"{json_path} may hold corrections made after prediction; choose another "
-                    "output folder, or move the file away, so they are kept"
-                )
+        state = _prediction_state(json_path) if json_path.exists() else None
+        if state == NOT_PREDICTED:
+            raise InvalidInput(
+                f"{json_path} holds labels that prediction did not write; choose another "
+                "output folder so they are kept"
+            )
+        if state == EDITED:
+            raise InvalidInput(
+                f"{json_path} may hold corrections made after prediction; choose another "
+                "output folder, or move the file away, so they are kept"
+            )
         beside = out_dir / image_path.name
         if beside.exists() and not _same_file_content(image_path, beside):
             raise InvalidInput(
@@ -158,22 +156,26 @@ def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
 def is_unedited_prediction(path: Path) -> bool:
     """Whether the LabelMe file at ``path`` is a prediction nobody has corrected since (its
     shapes still match the fingerprint prediction stored); False for anything else."""
+    return _prediction_state(path) == UNEDITED
+
+
+def _prediction_state(path: Path) -> str:
+    """Whether a file was written by prediction (its ``nocode_ml`` object) and, if so, whether
+    its shapes are still those prediction wrote. Files written before the fingerprint was
+    kept cannot tell, so they count as edited; so do shapes damaged by hand."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        return NOT_PREDICTED
     meta = raw.get("nocode_ml") if isinstance(raw, dict) else None
-    return isinstance(meta, dict) and _unedited(raw, meta)
-
-
-def _unedited(raw: dict[str, Any], meta: dict[str, Any]) -> bool:
-    """Whether a predicted file's shapes are still those prediction wrote. Files written
-    before the fingerprint was kept cannot tell, so they count as edited."""
+    if not isinstance(meta, dict):
+        return NOT_PREDICTED
     stored = meta.get("shapes_sha256")
     try:
-        return bool(stored) and shapes_fingerprint(raw.get("shapes")) == stored
-    except (TypeError, ValueError, AttributeError):  # shapes damaged by hand
-        return False
+        unedited = bool(stored) and shapes_fingerprint(raw.get("shapes")) == stored
+    except (TypeError, ValueError, AttributeError):
+        unedited = False
+    return UNEDITED if unedited else EDITED
 
 
 def _same_file_content(a: Path, b: Path) -> bool:
