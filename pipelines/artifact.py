@@ -80,14 +80,15 @@ def check_model_target(out_dir: str | os.PathLike[str]) -> None:
     target = Path(out_dir)
     if target.is_file():
         raise InvalidInput(f"{target} is a file; choose a folder name for the model")
-    if not target.is_dir() or not any(target.iterdir()):
+    entries = {entry.name for entry in target.iterdir()} if target.is_dir() else set()
+    if not entries:
         return
-    if not (target / MODEL_JSON).is_file():
+    if MODEL_JSON not in entries:
         raise InvalidInput(
             f"{target} already holds files and is not a model folder; choose a new folder "
             "name for the model (an existing model folder is replaced)"
         )
-    others = sorted({entry.name for entry in target.iterdir()} - _model_files(target))
+    others = sorted(entries - _model_files(target))
     if others:
         raise InvalidInput(
             f"{target} holds a model and other files ({', '.join(others[:3])}); move them "

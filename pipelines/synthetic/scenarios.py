@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.errors import InvalidInput
+from pipelines.options import check_option_types
 
 PARTICLE = "particle"
 SINGLE_SITE = "single_site"
@@ -205,32 +206,10 @@ def get_scenario(name: str, **overrides: Any) -> ScenarioConfig:
             f"unknown scenario setting(s) {', '.join(unknown)}; "
             f"settable: {', '.join(sorted(fields - {'name', 'description'}))}"
         )
-    for key, value in overrides.items():
-        _check_type(key, value, getattr(config, key))
+    overrides = check_option_types(overrides, ScenarioConfig, "scenario setting")
     config = dataclasses.replace(config, **overrides)
     _check_values(config)
     return config
-
-
-def _check_type(key: str, value: Any, default: Any) -> None:
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif default is None or isinstance(default, str):
-        ok = value is None or isinstance(value, str)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok:
-        if isinstance(default, bool):
-            kind = "true or false"
-        elif isinstance(default, int):
-            kind = "a whole number"
-        elif isinstance(default, float):
-            kind = "a number"
-        else:
-            kind = "a name or null"
-        raise InvalidInput(f"scenario setting {key}={value!r} should be {kind}")
 
 
 def _check_values(config: ScenarioConfig) -> None:
