@@ -343,8 +343,14 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
         raise InvalidLabels(
             f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
         ) from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidLabels(f"cannot read {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        # Usually an image handed where its labels belong (`train image.tif`).
+        raise InvalidLabels(
+            f"{where} is not a LabelMe JSON file (it holds binary data, such as an image): "
+            "give the .json file that labelme saved for the image"
+        ) from error
+    except OSError as error:
+        raise InvalidLabels(f"cannot read {path}: {error.strerror or error}") from error
     document = parse_labelme(data, where, validate=validate)
     document.source = path
     return document

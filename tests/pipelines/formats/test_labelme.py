@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from pipelines.errors import InvalidLabels
@@ -145,6 +146,15 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, content: str | dict, messag
     with pytest.raises(InvalidLabels) as error:
         read_labelme(_bad(tmp_path, content))
     assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_image_given_as_labels_is_one_clear_line(tmp_path: Path) -> None:
+    image = tmp_path / "image.tif"
+    tifffile.imwrite(image, np.arange(4096, dtype=np.uint16).reshape(64, 64))
+    with pytest.raises(InvalidLabels) as error:
+        read_labelme(image)
+    assert str(error.value).startswith("image.tif is not a LabelMe JSON file")
     assert "\n" not in str(error.value)
 
 
