@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from pipelines.detection.maxima import sparse_h_maxima
 from pipelines.formats.masks import InstanceMasks
 
 # A fragment joins its neighbour when the centre-ness on their shared edge stays at least this
@@ -80,10 +81,8 @@ def instances_from_maps(
     foreground = class_probs.sum(axis=0) if n_classes > 1 else class_probs[0]
     mask = foreground > params.fg_threshold
     if params.marker_h > 0:
-        from skimage.morphology import h_maxima
-
         smooth = ndimage.gaussian_filter(np.where(mask, centre, 0.0).astype(np.float32), 0.5)
-        markers, n_markers = ndimage.label(h_maxima(smooth, params.marker_h) & mask)
+        markers, n_markers = ndimage.label(sparse_h_maxima(smooth, params.marker_h) & mask)
     else:
         markers, n_markers = ndimage.label(mask & (centre > params.core_threshold))
     # A foreground blob with no core above the threshold (a faint or tiny object) still counts.

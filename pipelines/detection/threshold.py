@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from pipelines.detection.base import Detections, DetectOptions, Detector, TrainContext
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
+from pipelines.detection.maxima import sparse_h_maxima
 from pipelines.detection.postprocess import MatchCounts, match_instances
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.formats.masks import InstanceMasks
@@ -85,7 +86,6 @@ def segment(
     flat: np.ndarray, smoothing_px: float, threshold_sigma: float, h_px: float
 ) -> np.ndarray:
     """Instance labels from a flattened image: threshold then distance-transform watershed."""
-    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     smooth = ndimage.gaussian_filter(flat, smoothing_px) if smoothing_px > 0 else flat
@@ -95,7 +95,7 @@ def segment(
     if not mask.any():
         return np.zeros(flat.shape, dtype=np.int32)
     distance = ndimage.distance_transform_edt(mask)
-    markers, _ = ndimage.label(h_maxima(distance, h_px))
+    markers, _ = ndimage.label(sparse_h_maxima(distance, h_px))
     return watershed(-distance, markers, mask=mask).astype(np.int32)
 
 
