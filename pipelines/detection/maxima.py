@@ -1,4 +1,4 @@
-"""h-maxima of maps that are zero between objects, solved one object region at a time."""
+"""h-maxima of maps that are zero between objects, solved on the object regions alone."""
 
 from __future__ import annotations
 
@@ -6,30 +6,61 @@ import numpy as np
 from scipy import ndimage
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+_MOSAIC_WIDTH = 1024
 
 
 def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     """Boolean mask of the maxima of height >= ``h``: skimage's ``h_maxima``, made fast.
 
     skimage sorts every pixel of the image (two argsorts), so on a 2048² map where objects
-    cover a few percent it spent 1-1.5 s on the empty background, 3 s on a GPU run's
-    2048² image, 13 s on a 4096² one. Where ``values`` is >= 0 and exactly zero between
-    objects (a distance transform, or a map smoothed after zeroing its background), a path
-    from one object region to another passes through a zero, so regions cannot raise each
-    other's reconstruction above zero. Each 8-connected region of non-zero pixels is then
-    solved alone inside a one-pixel zero frame, which gives the same maxima.
+    cover a few percent it spent 1-1.5 s on the empty background, and 9 s on a dense 4096²
+    one. Where ``values`` is >= 0 and exactly zero between objects (a distance transform,
+    or a map smoothed after zeroing its background), a path from one object region to
+    another passes through a zero, so regions cannot raise each other's reconstruction
+    above zero. The 8-connected regions of non-zero pixels are therefore cut out, packed
+    into one mosaic with zeros between them and solved there in one call (one call per
+    region costs more in call overhead than it saves on 10 000 objects): the same maxima.
     """
     from skimage.morphology import h_maxima
 
     values = np.asarray(values)
     maxima = np.zeros(values.shape, dtype=bool)
-    if values.size == 0 or values.ndim != 2 or values.min() < 0:
-        return h_maxima(values, h).astype(bool) if values.size else maxima
-    regions, _ = ndimage.label(values > 0, structure=_EIGHT_CONNECTED)
-    for index, box in enumerate(ndimage.find_objects(regions), start=1):
-        if box is None:
-            continue
+    if values.size == 0:
+        return maxima
+    if values.ndim != 2 or values.min() < 0:
+        return h_maxima(values, h).astype(bool)
+    regions, count = ndimage.label(values > 0, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return maxima
+    boxes = ndimage.find_objects(regions)
+    corners, mosaic_shape = _shelf_pack(
+        [(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]
+    )
+    mosaic = np.zeros(mosaic_shape, dtype=values.dtype)
+    for index, (box, (row, col)) in enumerate(zip(boxes, corners, strict=True), start=1):
         own = regions[box] == index
-        local = np.pad(np.where(own, values[box], 0), 1)
-        maxima[box] |= h_maxima(local, h)[1:-1, 1:-1].astype(bool) & own
+        mosaic[row : row + own.shape[0], col : col + own.shape[1]][own] = values[box][own]
+    solved = h_maxima(mosaic, h).astype(bool)
+    for index, (box, (row, col)) in enumerate(zip(boxes, corners, strict=True), start=1):
+        own = regions[box] == index
+        maxima[box] |= solved[row : row + own.shape[0], col : col + own.shape[1]] & own
     return maxima
+
+
+def _shelf_pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Top-left corners for boxes of ``sizes`` in rows of a mosaic, and the mosaic's shape.
+
+    Every box gets a zero row above and a zero column left of it, and the mosaic a zero row
+    and column at its far edges, so no two boxes touch, diagonally either.
+    """
+    width = max(_MOSAIC_WIDTH, max(w for _, w in sizes) + 1)
+    corners: list[tuple[int, int]] = [(0, 0)] * len(sizes)
+    top = left = shelf = 0
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):
+        height, box_width = sizes[index][0] + 1, sizes[index][1] + 1
+        if left + box_width > width:
+            top, left, shelf = top + shelf, 0, 0
+        corners[index] = (top + 1, left + 1)
+        left += box_width
+        shelf = max(shelf, height)
+    return corners, (top + shelf + 1, width + 1)
