@@ -35,11 +35,16 @@ from pipelines.classification.engines import (
 )
 from pipelines.classification.evaluation import classification_report
 from pipelines.classification.prediction_files import (
+    HEATMAP_DIR,
+    PREDICTIONS_CSV,
+    PREDICTIONS_JSON,
+    check_prediction_outputs_free,
     heatmap_name,
     prediction_row,
     predictions_csv,
     replace_folder,
     score_predictions,
+    text_sha256,
     write_overlay,
 )
 from pipelines.classification.prediction_inputs import list_prediction_samples
@@ -58,9 +63,6 @@ log = logging.getLogger(__name__)
 
 TASK = "classify"
 TRAINING_CURVE_FILE = "training_curve.json"
-PREDICTIONS_CSV = "predictions.csv"
-PREDICTIONS_JSON = "predictions.json"
-HEATMAP_DIR = "heatmaps"
 
 
 def _setup_torch(device: str) -> Any:
@@ -314,10 +316,11 @@ def predict(
     read, nothing is written. Returns the paths written.
     """
     opts = PredictOptions.from_dict(options)
+    out_dir = Path(out_dir)
+    check_prediction_outputs_free(out_dir)
     torch_device = _setup_torch(device)
     model, classifier, classes = load_classifier(Path(model_dir), torch_device)
     settings = classifier.config
-    out_dir = Path(out_dir)
 
     rows: list[dict[str, Any]] = []
     skipped: list[SkippedFile] = []
@@ -364,16 +367,20 @@ def predict(
                 )
             if opts.heatmaps:
                 replace_folder(staging, out_dir / HEATMAP_DIR)
+            else:  # an earlier run's overlays (checked above) would not match this run's rows
+                shutil.rmtree(out_dir / HEATMAP_DIR, ignore_errors=True)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if created and not any(out_dir.iterdir()):
                 out_dir.rmdir()
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, predictions_csv(rows, classes))
+    csv_text = predictions_csv(rows, classes)
+    csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, csv_text)
     json_path = atomic_write_json(
         out_dir / PREDICTIONS_JSON,
         {
+            "csv_sha256": text_sha256(csv_text),
             "model": {
                 "dir": str(model_dir),
                 "engine": classifier.name,

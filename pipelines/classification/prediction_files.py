@@ -9,7 +9,9 @@ they apply, ``object`` (label and ``box_px`` ``[left, top, right, bottom]``) and
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -25,7 +27,12 @@ from pipelines.classification.preprocess import (
     resize_longer_side,
 )
 from pipelines.classification.samples import Sample
-from pipelines.fileio import atomic_path
+from pipelines.errors import InvalidInput
+from pipelines.fileio import atomic_path, sha256_file
+
+PREDICTIONS_CSV = "predictions.csv"
+PREDICTIONS_JSON = "predictions.json"
+HEATMAP_DIR = "heatmaps"
 
 
 def heatmap_name(sample: Sample, used: set[str]) -> str:
@@ -144,3 +151,58 @@ def replace_folder(new: Path, target: Path) -> None:
         target.rename(backup)
     new.rename(target)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def text_sha256(text: str) -> str:
+    """Fingerprint of a text file's content as ``atomic_write_text`` writes it (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_prediction_outputs_free(out_dir: Path) -> None:
+    """Refuse to predict where a file the user made or changed would be overwritten.
+
+    ``predict`` replaces the ``predictions.csv``, ``predictions.json`` and ``heatmaps/`` of
+    its own earlier run, but not files it did not write, nor a CSV changed since (classes
+    corrected in a spreadsheet, say): ``predictions.json`` keeps the CSV's fingerprint.
+    Records from before the fingerprint cannot tell, so they count as changed.
+    """
+    csv_path, json_path = out_dir / PREDICTIONS_CSV, out_dir / PREDICTIONS_JSON
+    heatmaps = out_dir / HEATMAP_DIR
+    present = [p.name for p in (csv_path, json_path, heatmaps) if p.exists()]
+    if not present:
+        return
+    record = _own_record(json_path)
+    if record is None:
+        raise InvalidInput(
+            f"{out_dir} holds {', '.join(present)} that predict did not write; choose another "
+            "output folder so they are kept"
+        )
+    if csv_path.exists() and sha256_file(csv_path) != record.get("csv_sha256"):
+        raise InvalidInput(
+            f"{csv_path} may have been changed since predict wrote it; choose another output "
+            "folder, or move the file away, so it is kept"
+        )
+    if heatmaps.exists():
+        listed = {row.get("heatmap") for row in record["predictions"] if isinstance(row, dict)}
+        foreign = not heatmaps.is_dir() or any(
+            not path.is_file() or f"{HEATMAP_DIR}/{path.name}" not in listed
+            for path in heatmaps.iterdir()
+        )
+        if foreign:
+            raise InvalidInput(
+                f"{heatmaps} holds files predict did not write; choose another output folder "
+                "so they are kept"
+            )
+
+
+def _own_record(json_path: Path) -> dict[str, Any] | None:
+    """The ``predictions.json`` that ``predict`` wrote, or None for anything else."""
+    try:
+        record = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("predictions"), list):
+        return None
+    if not isinstance(record.get("model"), dict) or "classes" not in record:
+        return None
+    return record

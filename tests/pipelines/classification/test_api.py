@@ -105,6 +105,40 @@ def test_predict_is_deterministic_and_heatmaps_can_be_off(trained_model, tmp_pat
     assert first[0]["file"] == str(images[0]) and first[0]["true_class"] is None
 
 
+def test_predict_replaces_its_own_outputs_but_keeps_the_users(
+    trained_model, tmp_path: Path
+) -> None:
+    model_dir, dataset = trained_model
+    images = [dataset.files["rods"][0], dataset.files["spheres"][0]]
+    out = tmp_path / "out"
+    api.predict(model_dir, images, out)
+    api.predict(model_dir, images[:1], out)  # its own run: replaced, overlays too
+    assert [p.name for p in (out / "heatmaps").iterdir()] == [images[0].name]
+    api.predict(model_dir, images, out, options={"heatmaps": False})
+    assert not (out / "heatmaps").exists()  # the old overlays would not match the rows
+
+    csv_path = out / "predictions.csv"
+    lines = csv_path.read_text().splitlines()
+    column, cells = lines[0].split(",").index("class"), lines[1].split(",")
+    cells[column] = "rods" if cells[column] == "spheres" else "spheres"
+    corrected = "\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n"
+    csv_path.write_text(corrected)  # a class corrected in a spreadsheet
+    with pytest.raises(InvalidInput, match="may have been changed since predict wrote it"):
+        api.predict(model_dir, images, out)
+    assert csv_path.read_text() == corrected
+
+    mine = tmp_path / "mine"
+    (mine / "heatmaps").mkdir(parents=True)
+    (mine / "heatmaps" / "notes.txt").write_text("my notes")
+    with pytest.raises(InvalidInput, match="heatmaps that predict did not write"):
+        api.predict(model_dir, images, mine)
+    api.predict(model_dir, images, tmp_path / "again")
+    (tmp_path / "again" / "heatmaps" / "notes.txt").write_text("my notes")
+    with pytest.raises(InvalidInput, match="holds files predict did not write"):
+        api.predict(model_dir, images, tmp_path / "again")
+    assert (tmp_path / "again" / "heatmaps" / "notes.txt").read_text() == "my notes"
+
+
 def test_unknown_class_at_predict_time_is_reported_not_scored(
     trained_model, tmp_path: Path, caplog
 ) -> None:
