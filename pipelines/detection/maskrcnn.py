@@ -188,6 +188,7 @@ class MaskRCNNDetector(Detector):
         started = time.perf_counter()
         normalised = normalise(image, self.invert)
         height, width = normalised.shape
+        # Never larger than the training tiles: the anchors and the RPN learnt that scale.
         tile_px = min(options.tile_px, self.config.tile_px)
         overlap = options.overlap_px if options.overlap_px is not None else self.config.overlap_px
         window = tile_px + 2 * overlap
