@@ -27,10 +27,10 @@ class DetectOptions:
     ``min_area_px``/``max_area_px`` drop objects outside the size range; ``None`` keeps the
     model's own limits (learned from the labelled objects). ``tile_px`` is the largest side of
     the tile cores the image is split into (an engine may use smaller ones: Mask R-CNN keeps
-    the tile size it was trained on, whose scale its anchors learnt); each tile also reads ``overlap_px`` of context on
-    every side (``None``: the engine's safe default, above its receptive field or the largest
-    object). ``ignore_scale_bar`` leaves out objects lying on a burnt-in scale bar, its text or
-    an info strip (:mod:`pipelines.imaging.marks`).
+    the tile size it was trained on, whose scale its anchors learnt); each tile also reads
+    ``overlap_px`` of context on every side (``None``: the engine's safe default, above its
+    receptive field or the largest object). ``ignore_scale_bar`` leaves out objects lying on a
+    burnt-in scale bar, its text or an info strip (:mod:`pipelines.imaging.marks`).
     """
 
     score_threshold: float = 0.5

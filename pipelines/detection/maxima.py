@@ -13,7 +13,7 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     """Boolean mask of the maxima of height >= ``h``: skimage's ``h_maxima``, made fast.
 
     skimage sorts every pixel of the image (two argsorts), so on a 2048² map where objects
-    cover a few percent it spent 1-1.5 s on the empty background, and 9 s on a dense 4096²
+    cover a few percent it spent 1-1.5 s on the empty background, and 7 s on a dense 4096²
     one. Where ``values`` is >= 0 and exactly zero between objects (a distance transform,
     or a map smoothed after zeroing its background), a path from one object region to
     another passes through a zero, so regions cannot raise each other's reconstruction
@@ -36,14 +36,17 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     corners, mosaic_shape = _shelf_pack(
         [(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]
     )
+    owns = [regions[box] == index for index, box in enumerate(boxes, start=1)]
+    places = [
+        (slice(row, row + own.shape[0]), slice(col, col + own.shape[1]))
+        for own, (row, col) in zip(owns, corners, strict=True)
+    ]
     mosaic = np.zeros(mosaic_shape, dtype=values.dtype)
-    for index, (box, (row, col)) in enumerate(zip(boxes, corners, strict=True), start=1):
-        own = regions[box] == index
-        mosaic[row : row + own.shape[0], col : col + own.shape[1]][own] = values[box][own]
+    for box, own, place in zip(boxes, owns, places, strict=True):
+        mosaic[place][own] = values[box][own]
     solved = h_maxima(mosaic, h).astype(bool)
-    for index, (box, (row, col)) in enumerate(zip(boxes, corners, strict=True), start=1):
-        own = regions[box] == index
-        maxima[box] |= solved[row : row + own.shape[0], col : col + own.shape[1]] & own
+    for box, own, place in zip(boxes, owns, places, strict=True):
+        maxima[box] |= solved[place] & own
     return maxima
 
 

@@ -1,5 +1,6 @@
-"""The per-region h-maxima find exactly skimage's h-maxima on maps that are zero between
-objects: blobs of two peaks, a ring round a hole, faint blobs under h, blobs on the image edge."""
+"""h-maxima solved on the object regions alone are exactly skimage's on maps that are zero
+between objects: blobs of two peaks, a ring round a hole, faint blobs under h, blobs on the
+image edge."""
 
 from __future__ import annotations
 
