@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-_MOSAIC_WIDTH = 1024
 
 
 def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
@@ -20,6 +21,7 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     above zero. The 8-connected regions of non-zero pixels are therefore cut out, packed
     into one mosaic with zeros between them and solved there in one call (one call per
     region costs more in call overhead than it saves on 10 000 objects): the same maxima.
+    Where the regions' boxes would cover half the image or more, the image is solved whole.
     """
     from skimage.morphology import h_maxima
 
@@ -33,9 +35,13 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     if count == 0:
         return maxima
     boxes = ndimage.find_objects(regions)
-    corners, mosaic_shape = _shelf_pack(
-        [(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]
-    )
+    sizes = [(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]
+    area = sum((height + 1) * (width + 1) for height, width in sizes)
+    if 2 * area > values.size:
+        # Objects fill much of the image (a small crop, a dense field): no background to skip.
+        return h_maxima(values, h).astype(bool)
+    width = max(math.isqrt(area), max(width for _, width in sizes) + 1)  # about square
+    corners, mosaic_shape = shelf_pack(sizes, width)
     owns = [regions[box] == index for index, box in enumerate(boxes, start=1)]
     places = [
         (slice(row, row + own.shape[0]), slice(col, col + own.shape[1]))
@@ -50,13 +56,15 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     return maxima
 
 
-def _shelf_pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
-    """Top-left corners for boxes of ``sizes`` in rows of a mosaic, and the mosaic's shape.
+def shelf_pack(
+    sizes: list[tuple[int, int]], width: int
+) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Top-left corners for boxes of ``sizes`` in rows of a mosaic ``width + 1`` wide (tallest
+    first, so rows waste little), and the mosaic's shape.
 
     Every box gets a zero row above and a zero column left of it, and the mosaic a zero row
     and column at its far edges, so no two boxes touch, diagonally either.
     """
-    width = max(_MOSAIC_WIDTH, max(w for _, w in sizes) + 1)
     corners: list[tuple[int, int]] = [(0, 0)] * len(sizes)
     top = left = shelf = 0
     for index in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):

@@ -9,16 +9,17 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import h_maxima
 
-from pipelines.detection.maxima import sparse_h_maxima
+from pipelines.detection.maxima import shelf_pack, sparse_h_maxima
 
 
-def _sparse_map(seed: int) -> np.ndarray:
-    """Bumpy blobs of varied height on a zero background, some cut by the image edge."""
+def _sparse_map(seed: int, shape: tuple[int, int] = (96, 128)) -> np.ndarray:
+    """Bumpy blobs of varied height on a zero background, some cut by the image edge, and a
+    ring; on a larger ``shape`` the same blobs leave most of the image empty."""
     rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:96, 0:128]
-    values = np.zeros((96, 128))
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    values = np.zeros(shape)
     for _ in range(14):
-        cy, cx = rng.uniform(-4, 100), rng.uniform(-4, 132)
+        cy, cx = rng.uniform(-4, shape[0] + 4), rng.uniform(-4, shape[1] + 4)
         radius, height = rng.uniform(3, 11), rng.uniform(0.05, 1.0)
         values = np.maximum(
             values, height * np.clip(1 - np.hypot(rows - cy, cols - cx) / radius, 0, 1)
@@ -29,10 +30,11 @@ def _sparse_map(seed: int) -> np.ndarray:
     return ndimage.gaussian_filter(values.astype(np.float32), 0.5)
 
 
+@pytest.mark.parametrize("shape", [(96, 128), (300, 360)])  # crowded, and mostly empty
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("h", [0.01, 0.08, 0.3, 0.9])
-def test_same_maxima_as_skimage(seed: int, h: float) -> None:
-    values = _sparse_map(seed)
+def test_same_maxima_as_skimage(shape: tuple[int, int], seed: int, h: float) -> None:
+    values = _sparse_map(seed, shape)
     expected = h_maxima(values, h).astype(bool)
     if h < 0.5:  # the comparison covers several maxima, not an empty mask
         assert ndimage.label(expected)[1] >= 3
@@ -54,3 +56,14 @@ def test_empty_and_negative_maps() -> None:
     assert not sparse_h_maxima(np.zeros((8, 8), np.float32), 0.1).any()
     signed = _sparse_map(3) - 0.05  # no zero background: the whole-image path
     assert np.array_equal(sparse_h_maxima(signed, 0.2), h_maxima(signed, 0.2).astype(bool))
+
+
+def test_mosaic_boxes_never_touch() -> None:
+    sizes = [(5, 9), (12, 3), (1, 1), (7, 7), (12, 20), (2, 30), (4, 4)]
+    corners, (height, width) = shelf_pack(sizes, 31)
+    taken = np.zeros((height, width), dtype=int)
+    for (rows, cols), (top, left) in zip(sizes, corners, strict=True):
+        assert top >= 1 and left >= 1 and top + rows < height and left + cols < width
+        grown = taken[top - 1 : top + rows + 1, left - 1 : left + cols + 1]
+        assert not grown.any()  # not even diagonally next to an earlier box
+        taken[top : top + rows, left : left + cols] = 1
