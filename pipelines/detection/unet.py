@@ -119,7 +119,10 @@ class UNetConfig:
     # 4 fell; lowest 0.853 -> 0.860), particle F1 0.929 -> 0.915, particle |D error| 4.6 ->
     # 5.2 %. Eight earlier networks retuned the same way: site F1 0.884 -> 0.890, particles
     # alone |D error| 4.13 -> 3.95 % (4 images, all lower). A flip instead of the turn gave site
-    # F1 0.893 but a lower minimum and a larger D error on one network.
+    # F1 0.893 but a lower minimum and a larger D error on one network. More views did not
+    # pay: the four flips, or eight with the transposes, left particle |D error| at 4.00/4.06/
+    # 3.75/3.80 and 4.00/4.08/3.71/4.00 % against the turn's 4.00/4.16/3.83/3.94 % (2 networks,
+    # same and unseen image) for 2.3x and 7x the network time.
     test_time_turn: bool = True
 
     def __post_init__(self) -> None:
