@@ -365,6 +365,23 @@ def predict(
                     f"none of the {len(listing.samples)} image(s) could be read "
                     f"(first problem: {skipped[0].reason}); check the files"
                 )
+            # Everything is computed before the first write, so a failure leaves the CSV and
+            # the JSON of one run side by side.
+            csv_text = predictions_csv(rows, classes)
+            record = {
+                "csv_sha256": text_sha256(csv_text),
+                "model": {
+                    "dir": str(model_dir),
+                    "engine": classifier.name,
+                    "model_name": settings.model_name,
+                },
+                "classes": classes,
+                "predictions": rows,
+                "skipped": [dataclasses.asdict(s) for s in skipped],
+                "unknown_classes": listing.unknown_classes,
+                "evaluation": score_predictions(rows, classes),
+            }
+            check_prediction_outputs_free(out_dir)  # again: files may have changed meanwhile
             if opts.heatmaps:
                 replace_folder(staging, out_dir / HEATMAP_DIR)
             else:  # an earlier run's overlays (checked above) would not match this run's rows
@@ -375,23 +392,7 @@ def predict(
                 out_dir.rmdir()
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    csv_text = predictions_csv(rows, classes)
     csv_path = atomic_write_text(out_dir / PREDICTIONS_CSV, csv_text)
-    json_path = atomic_write_json(
-        out_dir / PREDICTIONS_JSON,
-        {
-            "csv_sha256": text_sha256(csv_text),
-            "model": {
-                "dir": str(model_dir),
-                "engine": classifier.name,
-                "model_name": settings.model_name,
-            },
-            "classes": classes,
-            "predictions": rows,
-            "skipped": [dataclasses.asdict(s) for s in skipped],
-            "unknown_classes": listing.unknown_classes,
-            "evaluation": score_predictions(rows, classes),
-        },
-    )
+    json_path = atomic_write_json(out_dir / PREDICTIONS_JSON, record)
     log.info("classified %d image(s), skipped %d", len(rows), len(skipped))
     return [csv_path, json_path, *heatmap_paths]

@@ -177,7 +177,12 @@ def check_prediction_outputs_free(out_dir: Path) -> None:
             f"{out_dir} holds {', '.join(present)} that predict did not write; choose another "
             "output folder so they are kept"
         )
-    if csv_path.exists() and sha256_file(csv_path) != record.get("csv_sha256"):
+    if csv_path.exists() and "csv_sha256" not in record:
+        raise InvalidInput(
+            f"{csv_path} was written by an older version, which cannot tell whether it was "
+            "edited since; move it away or choose another output folder, so it is kept"
+        )
+    if csv_path.exists() and sha256_file(csv_path) != record["csv_sha256"]:
         raise InvalidInput(
             f"{csv_path} may have been changed since predict wrote it; choose another output "
             "folder, or move the file away, so it is kept"
@@ -187,12 +192,18 @@ def check_prediction_outputs_free(out_dir: Path) -> None:
         foreign = not heatmaps.is_dir() or any(
             not path.is_file() or f"{HEATMAP_DIR}/{path.name}" not in listed
             for path in heatmaps.iterdir()
+            if not _is_system_file(path.name)
         )
         if foreign:
             raise InvalidInput(
                 f"{heatmaps} holds files predict did not write; choose another output folder "
                 "so they are kept"
             )
+
+
+def _is_system_file(name: str) -> bool:
+    """Files a file browser leaves in a folder it showed (``.DS_Store``, ``Thumbs.db``)."""
+    return name.startswith(".") or name.lower() in {"thumbs.db", "desktop.ini"}
 
 
 def _own_record(json_path: Path) -> dict[str, Any] | None:

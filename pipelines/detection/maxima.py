@@ -22,9 +22,12 @@ def sparse_h_maxima(values: np.ndarray, h: float) -> np.ndarray:
     into one mosaic with zeros between them and solved there in one call (one call per
     region costs more in call overhead than it saves on 10 000 objects): the same maxima.
     Where the regions' boxes would cover half the image or more, the image is solved whole.
+    NaN pixels count as background here (skimage does not handle them either).
     """
     from skimage.morphology import h_maxima
 
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"h-maxima need a height above 0, got {h}")
     values = np.asarray(values)
     maxima = np.zeros(values.shape, dtype=bool)
     if values.size == 0:

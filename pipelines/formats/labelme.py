@@ -338,22 +338,35 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
             f"{where} is {size / 2**20:.0f} MiB; LabelMe files over 512 MiB are refused"
         )
     try:
-        data = json.loads(path.read_bytes())
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InvalidLabels(f"cannot read {path}: {error.strerror or error}") from error
+    try:
+        data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise InvalidLabels(
             f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
         ) from error
     except UnicodeDecodeError as error:
-        # Usually an image handed where its labels belong (`train image.tif`).
+        if _looks_binary(raw):  # usually an image handed where its labels belong
+            raise InvalidLabels(
+                f"{where} is not a LabelMe JSON file (it holds binary data, such as an image): "
+                "give the .json file that labelme saved for the image"
+            ) from error
         raise InvalidLabels(
-            f"{where} is not a LabelMe JSON file (it holds binary data, such as an image): "
-            "give the .json file that labelme saved for the image"
+            f"{where} is not UTF-8 text (byte {error.start}); save it as UTF-8, as labelme does"
         ) from error
-    except OSError as error:
-        raise InvalidLabels(f"cannot read {path}: {error.strerror or error}") from error
     document = parse_labelme(data, where, validate=validate)
     document.source = path
     return document
+
+
+_BINARY_SIGNATURES = (b"II*\x00", b"MM\x00*", b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
+
+
+def _looks_binary(raw: bytes) -> bool:
+    """An image or other binary file: a known image signature, or NUL bytes early on."""
+    return raw.startswith(_BINARY_SIGNATURES) or b"\x00" in raw[:4096]
 
 
 _SHAPES_SLOT = "\x00shapes\x00"

@@ -133,10 +133,20 @@ def test_predict_replaces_its_own_outputs_but_keeps_the_users(
     with pytest.raises(InvalidInput, match="heatmaps that predict did not write"):
         api.predict(model_dir, images, mine)
     api.predict(model_dir, images, tmp_path / "again")
+    (tmp_path / "again" / "heatmaps" / ".DS_Store").write_bytes(b"\x00")  # a file browser's
+    api.predict(model_dir, images, tmp_path / "again")
     (tmp_path / "again" / "heatmaps" / "notes.txt").write_text("my notes")
     with pytest.raises(InvalidInput, match="holds files predict did not write"):
         api.predict(model_dir, images, tmp_path / "again")
     assert (tmp_path / "again" / "heatmaps" / "notes.txt").read_text() == "my notes"
+
+    older = tmp_path / "older"  # written before predictions.json kept the CSV's fingerprint
+    api.predict(model_dir, images, older, options={"heatmaps": False})
+    record = json.loads((older / "predictions.json").read_text())
+    del record["csv_sha256"]
+    (older / "predictions.json").write_text(json.dumps(record))
+    with pytest.raises(InvalidInput, match="written by an older version"):
+        api.predict(model_dir, images, older)
 
 
 def test_unknown_class_at_predict_time_is_reported_not_scored(

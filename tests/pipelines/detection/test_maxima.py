@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import h_maxima
 
+from pipelines.detection import maxima
 from pipelines.detection.maxima import shelf_pack, sparse_h_maxima
 
 
@@ -30,15 +31,23 @@ def _sparse_map(seed: int, shape: tuple[int, int] = (96, 128)) -> np.ndarray:
     return ndimage.gaussian_filter(values.astype(np.float32), 0.5)
 
 
-@pytest.mark.parametrize("shape", [(96, 128), (300, 360)])  # crowded, and mostly empty
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("shape", "seed", "packed"),
+    [((96, 128), 0, True), ((96, 128), 2, False), ((300, 360), 1, True), ((300, 360), 2, True)],
+)
 @pytest.mark.parametrize("h", [0.01, 0.08, 0.3, 0.9])
-def test_same_maxima_as_skimage(shape: tuple[int, int], seed: int, h: float) -> None:
+def test_same_maxima_as_skimage(
+    shape: tuple[int, int], seed: int, packed: bool, h: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths: the mosaic, and the whole image where the object boxes fill half of it."""
+    calls = []
+    monkeypatch.setattr(maxima, "shelf_pack", lambda *a: calls.append(a) or shelf_pack(*a))
     values = _sparse_map(seed, shape)
     expected = h_maxima(values, h).astype(bool)
     if h < 0.5:  # the comparison covers several maxima, not an empty mask
         assert ndimage.label(expected)[1] >= 3
     assert np.array_equal(sparse_h_maxima(values, h), expected)
+    assert bool(calls) == packed
 
 
 def test_distance_transform_of_touching_disks() -> None:
@@ -52,8 +61,11 @@ def test_distance_transform_of_touching_disks() -> None:
     assert n_maxima == 3
 
 
-def test_empty_and_negative_maps() -> None:
+def test_empty_and_negative_maps_and_bad_heights() -> None:
     assert not sparse_h_maxima(np.zeros((8, 8), np.float32), 0.1).any()
+    for h in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="height above 0"):
+            sparse_h_maxima(np.ones((8, 8)), h)
     signed = _sparse_map(3) - 0.05  # no zero background: the whole-image path
     assert np.array_equal(sparse_h_maxima(signed, 0.2), h_maxima(signed, 0.2).astype(bool))
 

@@ -158,6 +158,14 @@ def test_image_given_as_labels_is_one_clear_line(tmp_path: Path) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_labels_saved_in_another_encoding_say_so(tmp_path: Path) -> None:
+    latin = tmp_path / "labels.json"
+    latin.write_bytes(json.dumps(_shape_doc([[1, 1], [5, 1], [3, 3]], imagePath="café.tif"),
+                                 ensure_ascii=False).encode("latin-1"))  # fmt: skip
+    with pytest.raises(InvalidLabels, match=r"labels.json is not UTF-8 text \(byte \d+\)"):
+        read_labelme(latin)
+
+
 def test_error_names_the_shape(tmp_path: Path) -> None:
     data = _shape_doc([[1, 1], [5, 1], [3, 3]])
     data["shapes"].append({"label": "single_site", "points": [[1, 1], [2, 2]]})
