@@ -9,6 +9,7 @@ threshold on blurred, noisy objects cuts inside the true boundary.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,20 @@ class ThresholdConfig:
     threshold_grid_sigma: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)
     h_grid_px: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
     background_px: int = 0
+
+    def __post_init__(self) -> None:
+        grids = (
+            ("smoothing_grid_px", self.smoothing_grid_px, True),  # 0: no smoothing
+            ("threshold_grid_sigma", self.threshold_grid_sigma, False),
+            ("h_grid_px", self.h_grid_px, False),
+        )
+        for name, grid, zero_ok in grids:
+            valid = (math.isfinite(v) and (v >= 0 if zero_ok else v > 0) for v in grid)
+            if not grid or not all(valid):
+                bound = "0 or more" if zero_ok else "above 0"
+                raise ValueError(f"{name} needs at least one value, each {bound}")
+        if self.background_px < 0:
+            raise ValueError(f"background_px must be 0 or more, got {self.background_px}")
 
 
 @dataclass(frozen=True)
@@ -251,6 +266,8 @@ def load(
         raise ModelError(
             f"the threshold model's calibration is damaged ({error}); train again"
         ) from error
+    if not params.h_px > 0:
+        raise ModelError("the threshold model's calibration is damaged (h_px); train again")
     if len(params.class_log_areas) != len(classes):
         raise ModelError(
             "the threshold model's calibration does not match its classes; train again"

@@ -84,6 +84,12 @@ def test_unknown_setting_and_option_are_clear_errors(labelled, tmp_path):
         api.train([labelled[1]], tmp_path / "m", config={"chanels": [4]})
     with pytest.raises(InvalidInput, match="unknown detection engine"):
         api.train([labelled[1]], tmp_path / "m", engine="nope")
+    for bad, message in [
+        ({"h_grid_px": [0]}, "h_grid_px needs at least one value, each above 0"),
+        ({"smoothing_grid_px": []}, "smoothing_grid_px needs at least one value"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            api.train([labelled[1]], tmp_path / "m", engine="threshold", config=bad)
     with pytest.raises(InvalidInput, match="unknown prediction option"):
         api.detect(None, np.zeros((8, 8)), {"treshold": 1})  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="ignore_scale_bar='no' should be true or false"):
