@@ -64,6 +64,12 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any, indent: int | Non
     return atomic_write_text(path, text + "\n")
 
 
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of ``text`` as ``atomic_write_text`` writes it (UTF-8), so it matches
+    ``sha256_file`` of the written file."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in chunks so large images do not fill memory."""
     digest = hashlib.sha256()

@@ -44,7 +44,6 @@ from pipelines.classification.prediction_files import (
     predictions_csv,
     replace_folder,
     score_predictions,
-    text_sha256,
     write_overlay,
 )
 from pipelines.classification.prediction_inputs import list_prediction_samples
@@ -55,7 +54,7 @@ from pipelines.classification.preprocess import (
 from pipelines.classification.samples import Sample, SkippedFile, prepare_sample, unpacked_inputs
 from pipelines.devices import torch_device
 from pipelines.errors import InvalidInput, ModelError, NoCodeMLError
-from pipelines.fileio import atomic_write_json, atomic_write_text
+from pipelines.fileio import atomic_write_json, atomic_write_text, sha256_text
 from pipelines.options import check_option_types, reject_unknown_options
 from pipelines.progress import ProgressCallback, StageTimer
 
@@ -369,7 +368,7 @@ def predict(
             # the JSON of one run side by side.
             csv_text = predictions_csv(rows, classes)
             record = {
-                "csv_sha256": text_sha256(csv_text),
+                "csv_sha256": sha256_text(csv_text),
                 "model": {
                     "dir": str(model_dir),
                     "engine": classifier.name,

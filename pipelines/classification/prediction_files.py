@@ -9,7 +9,6 @@ they apply, ``object`` (label and ``box_px`` ``[left, top, right, bottom]``) and
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -26,7 +25,7 @@ from pipelines.classification.preprocess import (
     percentile_normalise,
     resize_longer_side,
 )
-from pipelines.classification.samples import Sample
+from pipelines.classification.samples import Sample, is_hidden
 from pipelines.errors import InvalidInput
 from pipelines.fileio import atomic_path, sha256_file
 
@@ -153,11 +152,6 @@ def replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def text_sha256(text: str) -> str:
-    """Fingerprint of a text file's content as ``atomic_write_text`` writes it (UTF-8)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def check_prediction_outputs_free(out_dir: Path) -> None:
     """Refuse to predict where a file the user made or changed would be overwritten.
 
@@ -192,18 +186,13 @@ def check_prediction_outputs_free(out_dir: Path) -> None:
         foreign = not heatmaps.is_dir() or any(
             not path.is_file() or f"{HEATMAP_DIR}/{path.name}" not in listed
             for path in heatmaps.iterdir()
-            if not _is_system_file(path.name)
+            if not is_hidden(path)  # a file browser's .DS_Store or Thumbs.db
         )
         if foreign:
             raise InvalidInput(
                 f"{heatmaps} holds files predict did not write; choose another output folder "
                 "so they are kept"
             )
-
-
-def _is_system_file(name: str) -> bool:
-    """Files a file browser leaves in a folder it showed (``.DS_Store``, ``Thumbs.db``)."""
-    return name.startswith(".") or name.lower() in {"thumbs.db", "desktop.ini"}
 
 
 def _own_record(json_path: Path) -> dict[str, Any] | None:

@@ -348,7 +348,9 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
             f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
         ) from error
     except UnicodeDecodeError as error:
-        if _looks_binary(raw):  # usually an image handed where its labels belong
+        # NUL bytes early on: binary data (every image header has them), usually an image
+        # handed where its labels belong; text in another encoding has none.
+        if b"\x00" in raw[:4096]:
             raise InvalidLabels(
                 f"{where} is not a LabelMe JSON file (it holds binary data, such as an image): "
                 "give the .json file that labelme saved for the image"
@@ -359,14 +361,6 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
     document = parse_labelme(data, where, validate=validate)
     document.source = path
     return document
-
-
-_BINARY_SIGNATURES = (b"II*\x00", b"MM\x00*", b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
-
-
-def _looks_binary(raw: bytes) -> bool:
-    """An image or other binary file: a known image signature, or NUL bytes early on."""
-    return raw.startswith(_BINARY_SIGNATURES) or b"\x00" in raw[:4096]
 
 
 _SHAPES_SLOT = "\x00shapes\x00"

@@ -15,7 +15,6 @@ A bare top-level ``"nm_per_px"`` number is also accepted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InvalidInput
-from pipelines.fileio import sha256_file
+from pipelines.fileio import sha256_file, sha256_text
 from pipelines.formats.labelme import LabelMeDocument, resolve_image_path
 
 METADATA_KEY = "nocode_ml"
@@ -120,7 +119,7 @@ def source_record(
     else:
         text = json.dumps(document.to_dict(), sort_keys=True, ensure_ascii=False)
         record["labelme_file"] = None
-        record["labelme_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        record["labelme_sha256"] = sha256_text(text)
         record["note"] = "in-memory LabelMe document: SHA-256 of its JSON serialisation"
     return record
 
