@@ -13,6 +13,7 @@ from benchmarks import detection_bound
 from benchmarks.detection_bound import (
     engine_errors,
     expected_counts,
+    fitted_radius_spread,
     radius_bound_px,
     texture_covariance,
 )
@@ -115,3 +116,10 @@ def test_main_writes_the_table_and_refuses_bright_field(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit):
         detection_bound.main(["--scenario", "brightfield", "--output", str(out)])
     assert "bright-field" in capsys.readouterr().err
+
+
+def test_a_maximum_likelihood_fit_reaches_the_bound() -> None:
+    fitted, bound = fitted_radius_spread(PARTICLES, 8.0, 1.5, trials=16)
+    assert 0 < bound < 0.5
+    # 16 trials pin a spread to about ±20 %; a fit far below the bound would disprove it.
+    assert 0.6 < fitted / bound < 1.5
