@@ -69,6 +69,11 @@ def score_rows(result: Any) -> dict[str, Any]:
     }
 
 
+def size_bin_name(low: float, high: float) -> str:
+    """Name of a :data:`SIZE_BINS_PX` bin as the JSON records use it, e.g. ``8-16px``."""
+    return f"{low:.0f}-{high:.0f}px" if np.isfinite(high) else f">={low:.0f}px"
+
+
 def d_error_by_size(pred: Any, truth: Any, class_name: str) -> dict[str, Any]:
     """Mean |D error| % of one class's matches (as in the evaluation), binned by true diameter.
 
@@ -81,7 +86,7 @@ def d_error_by_size(pred: Any, truth: Any, class_name: str) -> dict[str, Any]:
     bins = {}
     for low, high in itertools.pairwise(SIZE_BINS_PX):
         inside = (diameter >= low) & (diameter < high)
-        name = f"{low:.0f}-{high:.0f}px" if np.isfinite(high) else f">={low:.0f}px"
+        name = size_bin_name(low, high)
         errors = 100.0 * np.abs(ratio[inside] - 1.0)
         bins[name] = {
             "matched": int(inside.sum()),

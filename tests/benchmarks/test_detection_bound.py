@@ -11,53 +11,70 @@ from scipy import ndimage
 
 from benchmarks import detection_bound
 from benchmarks.detection_bound import (
+    ANGLE,
+    ASPECT,
+    BRIGHTNESS,
+    CENTRE_X,
+    CENTRE_Y,
+    FIRST_FACET,
+    RADIUS,
+    at_true_size_mix,
     engine_errors,
     expected_counts,
     fitted_radius_spread,
     radius_bound_px,
+    random_particle,
     texture_covariance,
 )
-from pipelines.synthetic.geometry import HARMONICS, ObjectLayout
+from pipelines.synthetic.geometry import ObjectLayout
 from pipelines.synthetic.render import rasterise_objects, support
 from pipelines.synthetic.scenarios import get_scenario
 
 PARTICLES = get_scenario("particles")
 
 
-def one_particle(radius: float, aspect: float, angle: float, x: float, y: float) -> ObjectLayout:
+def one_particle(theta: np.ndarray, amplitudes: np.ndarray, phases: np.ndarray) -> ObjectLayout:
+    """The generator's description of the particle ``theta`` describes (facets as amplitudes
+    and phases)."""
+
     def row(value: float) -> np.ndarray:
         return np.array([value])
 
+    radius, aspect = theta[RADIUS], theta[ASPECT]
     return ObjectLayout(
-        centre_x=row(x),
-        centre_y=row(y),
+        centre_x=row(theta[CENTRE_X]),
+        centre_y=row(theta[CENTRE_Y]),
         semi_major_px=row(radius * math.sqrt(aspect)),
         semi_minor_px=row(radius / math.sqrt(aspect)),
-        angle_rad=row(angle),
-        harmonic_amplitudes=np.zeros((1, HARMONICS.size)),
-        harmonic_phases=np.zeros((1, HARMONICS.size)),
-        brightness=row(1.5),
+        angle_rad=row(theta[ANGLE]),
+        harmonic_amplitudes=amplitudes[None],
+        harmonic_phases=phases[None],
+        brightness=row(theta[BRIGHTNESS]),
         is_site=np.array([False]),
     )
 
 
-def test_the_model_draws_a_particle_as_the_generator_does() -> None:
-    window, radius, aspect, angle = 41, 7.0, 1.2, 0.4
-    x, y = 20.3, 19.8
+def test_the_model_draws_a_particle_as_the_generator_does(monkeypatch) -> None:
+    theta, window = random_particle(PARTICLES, 14.0, 1.7, np.random.default_rng(4))
+    coefficients = theta[FIRST_FACET:].reshape(-1, 2)  # (cos, sin) per order
+    amplitudes = np.hypot(coefficients[:, 0], coefficients[:, 1])
+    phases = np.arctan2(-coefficients[:, 1], coefficients[:, 0])
+    assert amplitudes.max() > 0.01  # the facets are really drawn, and checked below
     reference = PARTICLES.diameter_median_px / 2
-    layout = one_particle(radius, aspect, angle, x, y)
+    layout = one_particle(theta, amplitudes, phases)
     signal, _ = rasterise_objects(layout, window, window, reference)
     generator = PARTICLES.dose_counts * (
         1.0 + ndimage.gaussian_filter(signal.astype(np.float64), PARTICLES.probe_blur_px)
     )
-    theta = np.array([radius, aspect, angle, x, y, 1.5, 1.0] + [0.0] * (2 * HARMONICS.size))
-    model = expected_counts(theta, PARTICLES, window, reference)
-    excess_generator = generator - PARTICLES.dose_counts
-    excess_model = model - PARTICLES.dose_counts
-    # Same integrated signal; pixel by pixel they differ only by where the generator samples
-    # the profile (pixel centres, the model averages sub-pixel samples).
-    assert excess_model.sum() == pytest.approx(excess_generator.sum(), rel=0.02)
-    assert np.abs(excess_model - excess_generator).max() < 0.05 * excess_generator.max()
+    smooth = expected_counts(theta, PARTICLES, window, reference)
+    monkeypatch.setattr(detection_bound, "SUPERSAMPLE", 1)  # at pixel centres, as the generator
+    np.testing.assert_allclose(
+        expected_counts(theta, PARTICLES, window, reference), generator, rtol=1e-5
+    )
+    # Averaged over each pixel: the same signal in all, spread a little differently at the rim.
+    excess, smooth_excess = generator - PARTICLES.dose_counts, smooth - PARTICLES.dose_counts
+    assert smooth_excess.sum() == pytest.approx(excess.sum(), rel=0.01)
+    assert np.abs(smooth_excess - excess).max() < 0.05 * excess.max()
 
 
 def test_texture_covariance_is_the_generated_texture_after_blur() -> None:
@@ -70,14 +87,22 @@ def test_texture_covariance_is_the_generated_texture_after_blur() -> None:
     assert covariance[4, 5] == pytest.approx(neighbour, rel=0.05)
 
 
-def test_the_bound_shrinks_with_size_and_with_dose() -> None:
-    small = radius_bound_px(PARTICLES, 8.0, 1.5) / 4.0
-    large = radius_bound_px(PARTICLES, 16.0, 1.5) / 8.0
-    assert 0 < large < small
-    brighter = radius_bound_px(PARTICLES, 8.0, 2.2) / 4.0
-    assert brighter < small
-    more_dose = get_scenario("particles", dose_counts=300.0)
-    assert radius_bound_px(more_dose, 8.0, 1.5) / 4.0 < small
+@pytest.fixture
+def coarse(monkeypatch) -> None:
+    """Fewer sub-pixel samples and positions: the same model, a few times faster."""
+    monkeypatch.setattr(detection_bound, "SUPERSAMPLE", 4)
+    monkeypatch.setattr(detection_bound, "POSITIONS", 2)
+
+
+def test_the_bound_shrinks_with_size_and_with_dose(coarse) -> None:
+    def relative(config: object, diameter: float, brightness: float) -> float:
+        rng = np.random.default_rng(0)
+        return radius_bound_px(config, diameter, brightness, rng) / (diameter / 2)
+
+    small = relative(PARTICLES, 8.0, 1.5)
+    assert 0 < relative(PARTICLES, 16.0, 1.5) < small
+    assert relative(PARTICLES, 8.0, 2.2) < small
+    assert relative(get_scenario("particles", dose_counts=300.0), 8.0, 1.5) < small
 
 
 def test_engine_errors_weigh_bins_by_matched_particles(tmp_path) -> None:
@@ -99,12 +124,18 @@ def test_engine_errors_weigh_bins_by_matched_particles(tmp_path) -> None:
     path.write_text(json.dumps({"records": records}))
     errors = engine_errors(path, "particles")
     assert errors == {"unet": {"0-8px": 10.0, ">=16px": 2.0, "all": 4.0}}
+    # Weighed as 30 true small particles and 10 large ones instead of the matched 10 and 30.
+    truth = {"0-8px": {"particles": 30}, ">=16px": {"particles": 10}}
+    assert at_true_size_mix(errors, truth) == {"unet": 8.0}
+    assert at_true_size_mix(errors, {**truth, "8-16px": {"particles": 5}}) == {}
     assert engine_errors(tmp_path / "missing.json", "particles") == {}
 
 
 def test_main_writes_the_table_and_refuses_bright_field(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(detection_bound, "BOUND_DIAMETERS_PX", (6.0, 12.0, 24.0))
     monkeypatch.setattr(detection_bound, "BRIGHTNESS_POINTS", 1)
+    monkeypatch.setattr(detection_bound, "POSITIONS", 2)
+    monkeypatch.setattr(detection_bound, "SUPERSAMPLE", 4)
     out = tmp_path / "bound.json"
     missing = tmp_path / "no-engines.json"
     argv = ["--seeds", "0", "--size", "512", "--engines-json", str(missing), "--output", str(out)]
@@ -118,8 +149,9 @@ def test_main_writes_the_table_and_refuses_bright_field(tmp_path, monkeypatch, c
     assert "bright-field" in capsys.readouterr().err
 
 
-def test_a_maximum_likelihood_fit_reaches_the_bound() -> None:
+def test_a_maximum_likelihood_fit_reaches_the_bound(coarse) -> None:
     fitted, bound = fitted_radius_spread(PARTICLES, 8.0, 1.5, trials=16)
     assert 0 < bound < 0.5
-    # 16 trials pin a spread to about ±20 %; a fit far below the bound would disprove it.
-    assert 0.6 < fitted / bound < 1.5
+    # 16 trials pin a spread to about ±18 %: a fit far below the bound would disprove it, one
+    # far above would say the bound is not reached.
+    assert 0.7 < fitted / bound < 1.4
