@@ -2,8 +2,8 @@
 
 - ``local`` (default): a ``python -m gpu_backend.worker`` subprocess on this machine. Workers
   wait for one of ``local_concurrency`` slots (file locks in the data folder, released by the
-  operating system even if a worker is killed), first come first served, so two jobs never
-  fight over the CPU or GPU.
+  operating system even if a worker is killed) in the order the launcher started them, so two
+  jobs never fight over the CPU or GPU.
 - ``batch``: AWS Batch ``submit_job`` with the job URI as the container command (the image's
   entrypoint is the worker); cancel is ``terminate_job``; ``describe_jobs`` reconciles jobs
   whose container died without reporting.
@@ -206,6 +206,32 @@ class LocalSlots:
                 ticket.unlink(missing_ok=True)  # its worker died while waiting
         return live
 
+    def enter_line(self, job_id: str, pid: int, at_s: float | None = None) -> Path:
+        """Put ``job_id`` in the line at ``at_s`` (epoch seconds; now by default) for the
+        process ``pid`` that will wait in it.
+
+        The launcher does this as it starts each worker: a worker that starts up faster than
+        one launched before it (imports take seconds on a busy machine) then still finds the
+        earlier job ahead of it, so jobs run in the order they were submitted.
+        """
+        self.tickets.mkdir(parents=True, exist_ok=True)
+        for old in self.tickets.glob(f"*-{job_id}.ticket"):
+            old.unlink(missing_ok=True)  # an earlier attempt's place
+        order_ns = int((time.time() if at_s is None else at_s) * 1e9)
+        ticket = self.tickets / f"{order_ns:020d}-{job_id}.ticket"
+        atomic_write_text(ticket, str(pid))
+        return ticket
+
+    def _ticket_of(self, job_id: str, pid: int) -> Path | None:
+        """The place in the line already given to ``job_id`` for process ``pid``, if any."""
+        for ticket in self.tickets.glob(f"*-{job_id}.ticket"):
+            try:
+                if int(ticket.read_text().strip() or 0) == pid:
+                    return ticket
+            except (OSError, ValueError):
+                continue
+        return None
+
     def try_acquire(self) -> SlotLease | None:
         """Take any free slot now, ignoring the line (used by the head of the line)."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -226,13 +252,12 @@ class LocalSlots:
     ) -> SlotLease | None:
         """Wait for a slot in queue order; ``None`` if ``should_stop()`` became true.
 
-        ``queued_at_s`` (epoch seconds the job was queued) orders the line, so jobs run in
-        the order they were submitted even if their workers started in another order.
+        The place in the line is the one the launcher gave this process (:meth:`enter_line`)
+        or, for a worker started by hand, ``queued_at_s`` (epoch seconds the job was queued).
         """
-        self.tickets.mkdir(parents=True, exist_ok=True)
-        order_ns = int((time.time() if queued_at_s is None else queued_at_s) * 1e9)
-        ticket = self.tickets / f"{order_ns:020d}-{job_id}.ticket"
-        atomic_write_text(ticket, str(os.getpid()))
+        ticket = self._ticket_of(job_id, os.getpid()) or self.enter_line(
+            job_id, os.getpid(), queued_at_s
+        )
         next_stop_check = 0.0
         try:
             while True:
@@ -303,6 +328,9 @@ class LocalLauncher(Launcher):
                 f"could not start a local worker for job {job_id}: {error}"
             ) from error
         self._processes[job_id] = process
+        LocalSlots(self.slots_folder, self.settings.local_concurrency).enter_line(
+            job_id, process.pid
+        )
         return {
             "launcher": self.name,
             "host": socket.gethostname(),

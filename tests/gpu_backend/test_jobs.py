@@ -7,7 +7,9 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from gpu_backend.errors import JobStateError, StoreUnavailable
 from gpu_backend.jobs import JobClient
-from gpu_backend.launchers import LocalLauncher, pid_alive
+from gpu_backend.launchers import LocalLauncher, LocalSlots, pid_alive
 from gpu_backend.settings import BackendSettings
 from gpu_backend.spec import JobStatus, job_key, parse_time
 from gpu_backend.store import LocalStore
@@ -180,6 +182,38 @@ def test_one_slot_runs_jobs_in_order_and_cancels_a_waiting_one(
     cancelled = client.status(second)
     assert (cancelled.state, cancelled.started) == ("cancelled", None)
     assert "cancelled before it started" in client.log(second)
+
+
+def test_the_line_keeps_launch_order_when_a_later_worker_starts_first(tmp_path: Path) -> None:
+    """The launcher gives each job its place as it starts the worker: a later worker that gets
+    going first (imports take seconds on a busy machine) still waits behind the earlier job."""
+    slots = LocalSlots(tmp_path, concurrency=1)
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        slots.enter_line("earlier", starting.pid)  # its worker has not reached the line yet
+        slots.enter_line("later", os.getpid())
+        deadline = time.monotonic() + 1.0
+        waited = slots.acquire(
+            "later", lambda: time.monotonic() > deadline, poll_s=0.05, stop_check_s=0.1
+        )
+        assert waited is None  # the slot was free, but the earlier job is ahead in the line
+        # A worker keeps the place its launcher gave it, here ahead of a job launched now.
+        slots.enter_line("first", os.getpid(), at_s=time.time() - 60)
+        deadline = time.monotonic() + 5.0
+        lease = slots.acquire("first", lambda: time.monotonic() > deadline, poll_s=0.05)
+        assert lease is not None
+        lease.release()
+        starting.kill()
+        starting.wait()
+        # A worker that died before its turn gives its place up.
+        deadline = time.monotonic() + 5.0
+        lease = slots.acquire("later", lambda: time.monotonic() > deadline, poll_s=0.05)
+        assert lease is not None
+        lease.release()
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+            starting.wait()
 
 
 def test_two_slots_run_two_jobs_at_once_and_both_finish(
