@@ -120,7 +120,9 @@ def test_engine_errors_weigh_bins_by_matched_particles(tmp_path) -> None:
 
     path = tmp_path / "results.json"
     other = dict(record("unet", (5, 50.0), (5, 50.0)), scenario="uneven")
-    records = [record("unet", (10, 10.0), (30, 2.0)), other]
+    nothing_small = record("unet", (0, 0.0), (0, 0.0))  # bins with no match hold no error
+    nothing_small["same"]["particle_d_error_by_size"]["0-8px"]["mean_abs_d_error_pct"] = None
+    records = [record("unet", (10, 10.0), (30, 2.0)), other, nothing_small]
     path.write_text(json.dumps({"records": records}))
     errors = engine_errors(path, "particles")
     assert errors == {"unet": {"0-8px": 10.0, ">=16px": 2.0, "all": 4.0}}
@@ -150,8 +152,9 @@ def test_main_writes_the_table_and_refuses_bright_field(tmp_path, monkeypatch, c
 
 
 def test_a_maximum_likelihood_fit_reaches_the_bound(coarse) -> None:
-    fitted, bound = fitted_radius_spread(PARTICLES, 8.0, 1.5, trials=16)
+    fitted, bound = fitted_radius_spread(PARTICLES, 12.0, 1.5, trials=48)
     assert 0 < bound < 0.5
-    # 16 trials pin a spread to about ±18 %: a fit far below the bound would disprove it, one
-    # far above would say the bound is not reached.
-    assert 0.7 < fitted / bound < 1.4
+    # The fit's errors have heavy tails: over 8 seeds of 48 trials the ratio spanned 0.73-1.27
+    # (about 1.0 over 200). A fit far below the bound would disprove it, one far above would
+    # say the bound is not reached.
+    assert 0.7 < fitted / bound < 1.35
