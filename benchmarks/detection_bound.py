@@ -73,9 +73,7 @@ POSITIONS = 8  # random sub-pixel centres and outlines averaged per diameter and
 SEED = 0
 
 
-def expected_counts(
-    theta: np.ndarray, config: ScenarioConfig, window: int, reference_radius_px: float
-) -> np.ndarray:
+def expected_counts(theta: np.ndarray, config: ScenarioConfig, window: int) -> np.ndarray:
     """Mean electron counts of a ``window²`` patch, made as ``pipelines.synthetic.render`` makes
     a dark-field particle (profile, probe blur, support level ``background``), except that the
     profile is averaged over :data:`SUPERSAMPLE`² points of each pixel instead of taken at its
@@ -91,7 +89,8 @@ def expected_counts(
     for k, order in enumerate(HARMONICS):
         modulation += facets[2 * k] * np.cos(order * direction)
         modulation += facets[2 * k + 1] * np.sin(order * direction)
-    thickness = (radius / reference_radius_px) ** THICKNESS_EXPONENT
+    # The generator's thickness is relative to the scenario's median particle.
+    thickness = (radius / (config.diameter_median_px / 2)) ** THICKNESS_EXPONENT
     profile = np.sqrt(np.clip(1.0 - (rho / modulation) ** 2, 0.0, None)) * brightness * thickness
     pixels = profile.reshape(window, SUPERSAMPLE, window, SUPERSAMPLE).mean(axis=(1, 3))
     if config.probe_blur_px > 0:
@@ -158,19 +157,16 @@ def noise_covariance(config: ScenarioConfig, mean: np.ndarray) -> np.ndarray:
 
 def fisher_information(config: ScenarioConfig, theta: np.ndarray, window: int) -> np.ndarray:
     """Fisher information of a patch about ``theta`` (Gaussian noise of that covariance)."""
-    reference = config.diameter_median_px / 2
     gradients = []
     for k in range(theta.size):
         step = 1e-4 if k >= FIRST_FACET else 1e-3
         up, down = theta.copy(), theta.copy()
         up[k] += step
         down[k] -= step
-        change = expected_counts(up, config, window, reference) - expected_counts(
-            down, config, window, reference
-        )
+        change = expected_counts(up, config, window) - expected_counts(down, config, window)
         gradients.append(change.ravel() / (2 * step))
     jacobian = np.array(gradients)
-    mean = expected_counts(theta, config, window, reference)
+    mean = expected_counts(theta, config, window)
     return jacobian @ np.linalg.solve(noise_covariance(config, mean), jacobian.T)
 
 
@@ -203,12 +199,9 @@ def fitted_radius_spread(
 
     rng = np.random.default_rng(seed)
     theta, window = random_particle(config, diameter_px, brightness, rng)
-    reference = config.diameter_median_px / 2
 
     def counts(free: np.ndarray) -> np.ndarray:
-        return expected_counts(
-            np.concatenate([free, theta[FIRST_FACET:]]), config, window, reference
-        )
+        return expected_counts(np.concatenate([free, theta[FIRST_FACET:]]), config, window)
 
     mean = counts(theta[:FIRST_FACET])
     covariance = noise_covariance(config, mean)

@@ -193,6 +193,11 @@ class LocalSlots:
         self.concurrency = concurrency
         self.tickets = self.folder / "waiting"
 
+    @classmethod
+    def of(cls, settings: BackendSettings) -> LocalSlots:
+        """The slots of a data folder, as its launcher and its workers share them."""
+        return cls(settings.data_dir / "local-queue", settings.local_concurrency)
+
     def _live_tickets(self) -> list[Path]:
         live = []
         for ticket in sorted(self.tickets.glob("*.ticket")):
@@ -285,10 +290,6 @@ class LocalLauncher(Launcher):
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._exit_codes: dict[str, int] = {}
 
-    @property
-    def slots_folder(self) -> Path:
-        return self.settings.data_dir / "local-queue"
-
     def worker_log_path(self, job_id: str) -> Path:
         """Where the worker's own stdout/stderr go (crashes before it reaches the store)."""
         return self.settings.data_dir / "worker-logs" / f"{job_id}.log"
@@ -328,9 +329,7 @@ class LocalLauncher(Launcher):
                 f"could not start a local worker for job {job_id}: {error}"
             ) from error
         self._processes[job_id] = process
-        LocalSlots(self.slots_folder, self.settings.local_concurrency).enter_line(
-            job_id, process.pid
-        )
+        LocalSlots.of(self.settings).enter_line(job_id, process.pid)
         return {
             "launcher": self.name,
             "host": socket.gethostname(),

@@ -515,7 +515,7 @@ class JobRunner:
                 signal.signal(signal.SIGTERM, previous_handler)
 
     def wait_for_slot(self, initial: JobStatus) -> Any:
-        slots = LocalSlots(self.settings.data_dir / "local-queue", self.settings.local_concurrency)
+        slots = LocalSlots.of(self.settings)
 
         def should_stop() -> bool:
             return self.cancel_event.is_set() or self.queued_job_changed(initial)

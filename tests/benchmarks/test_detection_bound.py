@@ -66,11 +66,9 @@ def test_the_model_draws_a_particle_as_the_generator_does(monkeypatch) -> None:
     generator = PARTICLES.dose_counts * (
         1.0 + ndimage.gaussian_filter(signal.astype(np.float64), PARTICLES.probe_blur_px)
     )
-    smooth = expected_counts(theta, PARTICLES, window, reference)
+    smooth = expected_counts(theta, PARTICLES, window)
     monkeypatch.setattr(detection_bound, "SUPERSAMPLE", 1)  # at pixel centres, as the generator
-    np.testing.assert_allclose(
-        expected_counts(theta, PARTICLES, window, reference), generator, rtol=1e-5
-    )
+    np.testing.assert_allclose(expected_counts(theta, PARTICLES, window), generator, rtol=1e-5)
     # Averaged over each pixel: the same signal in all, spread a little differently at the rim.
     excess, smooth_excess = generator - PARTICLES.dose_counts, smooth - PARTICLES.dose_counts
     assert smooth_excess.sum() == pytest.approx(excess.sum(), rel=0.01)
