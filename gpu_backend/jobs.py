@@ -62,6 +62,7 @@ from gpu_backend.store import LocalStore, Store, check_key, open_store
 from pipelines.artifact import MODEL_JSON, TASKS, read_model_info
 from pipelines.errors import InvalidInput, NoCodeMLError
 from pipelines.fileio import sha256_file
+from pipelines.tasks import check_prediction_settings, check_training_settings
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class JobClient:
             minutes=minutes,
             name=name,
         )
+        check_training_settings(task, engine, config)
         return self._create(spec, pairs)
 
     def submit_prediction(
@@ -258,6 +260,7 @@ class JobClient:
             model_job_id=model_job_id,
             name=name,
         )
+        check_prediction_settings(task, inputs, options)
         return self._create(spec, pairs)
 
     def _make_spec(

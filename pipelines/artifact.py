@@ -18,6 +18,9 @@ import os
 import platform
 import shutil
 import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -31,6 +34,7 @@ MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.pt"
 TASKS = ("detect", "classify")
 FORMAT_VERSION = 1
+MAX_MODEL_ZIP_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -167,9 +171,47 @@ def save_model(
     return Path(out_dir)
 
 
+@contextmanager
+def opened_model(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The model folder at ``path``, or the model zip the app downloads unpacked into a
+    temporary folder (removed afterwards), so a downloaded model is used as it is."""
+    source = Path(path)
+    if not (source.is_file() and zipfile.is_zipfile(source)):
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="nocode-model-") as folder:
+        # Named after the zip, as a folder unpacked by hand would be: the folder's name is the
+        # model id that predictions record.
+        yield _unpack_model_zip(source, Path(folder) / source.stem)
+
+
+def _unpack_model_zip(source: Path, folder: Path) -> Path:
+    """Extract a model zip into ``folder``; refuse members that would land outside it."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = archive.infolist()
+            if sum(m.file_size for m in members) > MAX_MODEL_ZIP_BYTES:
+                raise ModelError(f"{source.name} unpacks to over 4 GiB; is it a model zip?")
+            for member in members:
+                parts = Path(member.filename).parts
+                if Path(member.filename).is_absolute() or ".." in parts:
+                    raise ModelError(f"{source.name} holds a file outside its folder; refused")
+            archive.extractall(folder)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelError(f"{source.name} is a damaged zip ({error}); download it again") from error
+    found = sorted(folder.rglob(MODEL_JSON), key=lambda p: len(p.parts))
+    if not found:
+        raise ModelError(
+            f"{source.name} holds no {MODEL_JSON}; is it a model downloaded from the app?"
+        )
+    return found[0].parent
+
+
 def read_model_info(model_dir: str | os.PathLike[str]) -> ModelInfo:
     """Read and validate ``model.json``; a ModelError says what is wrong with the folder."""
     folder = Path(model_dir)
+    if folder.is_file() and zipfile.is_zipfile(folder):
+        raise ModelError(f"{folder} is a zip file; unzip it and give the folder it holds")
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist; train a model first")
     path = folder / MODEL_JSON

@@ -15,7 +15,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pipelines.errors import InvalidInput
+
 _FILE_MODE = 0o644
+
+
+def check_folder_target(path: str | os.PathLike[str]) -> Path:
+    """Raise before any work if ``path`` cannot become a folder (it, or a parent, is a file)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{target} is a file, not a folder; give a folder name")
+    _check_parents(target)
+    return target
+
+
+def check_file_target(path: str | os.PathLike[str], example: str = "results.csv") -> Path:
+    """Raise before any work if ``path`` cannot be written as a file (a folder is in its way)."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidInput(f"{target} is a folder; give a file name such as {example}")
+    _check_parents(target)
+    return target
+
+
+def _check_parents(target: Path) -> None:
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidInput(f"cannot create {target}: {parent} is a file, not a folder")
+            return
 
 
 @contextmanager

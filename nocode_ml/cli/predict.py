@@ -18,7 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "classification writes DIR/predictions.csv and DIR/predictions.json."
         ),
     )
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    parser.add_argument(
+        "model_dir",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="a model folder, or a model zip downloaded from the app",
+    )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
     parser.add_argument(
@@ -36,18 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nocode_ml.cli.progress_bar import TerminalProgress
+    from pipelines.artifact import opened_model
     from pipelines.tasks import predict
 
     bar = TerminalProgress()
     try:
-        written = predict(
-            args.model_dir,
-            args.inputs,
-            args.out,
-            device=args.device,
-            options=parse_config_overrides(args.set),
-            progress=bar,
-        )
+        with opened_model(args.model_dir) as model_dir:
+            written = predict(
+                model_dir,
+                args.inputs,
+                args.out,
+                device=args.device,
+                options=parse_config_overrides(args.set),
+                progress=bar,
+            )
     finally:
         bar.close()
     print(f"wrote {len(written)} files to {args.out}")

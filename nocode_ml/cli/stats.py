@@ -145,13 +145,16 @@ def _format_table(summary: Any, unit: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Compute, print and export statistics."""
+    from pipelines.fileio import check_file_target
     from pipelines.stats import StatsOptions, compute_statistics, format_run_card
     from pipelines.stats.export import check_export_path, write_statistics
 
     if args.out is not None:
         check_export_path(args.out)
-    if args.html is not None and not str(args.html).lower().endswith((".html", ".htm")):
-        raise InvalidInput(f"the report must be an .html file, got '{args.html}'")
+    if args.html is not None:
+        if not str(args.html).lower().endswith((".html", ".htm")):
+            raise InvalidInput(f"the report must be an .html file, got '{args.html}'")
+        check_file_target(args.html, example="report.html")
     if args.bootstrap < 0:
         raise InvalidInput("--bootstrap must be 0 or more")
     rule, guard = "all", None

@@ -38,8 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipelines.fileio import check_folder_target
     from pipelines.synthetic import generate, write_sample
 
+    check_folder_target(args.out_dir)
     sample = generate(
         args.scenario, size_px=args.size, seed=args.seed, **parse_config_overrides(args.set)
     )

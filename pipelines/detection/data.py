@@ -65,10 +65,13 @@ def intensity_limits(image: np.ndarray) -> tuple[float, float]:
     flat = image.reshape(-1)
     step = max(1, flat.size // _PERCENTILE_SAMPLE_PX)
     sample = flat[::step].astype(np.float32)
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise InvalidImage(
+            "the image holds NaN or infinite pixels; load it with pipelines.imaging.load_image, "
+            "which replaces them, or replace them yourself"
+        )
     low, high = np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    if not np.isfinite(low) or not np.isfinite(high):
-        raise InvalidImage("the image holds non-finite values (NaN or infinity)")
-    if high - low < 1e-6:
+    if not high > low:  # flat; any fixed gap would flatten a height map in metres (1e-8)
         high = low + 1.0
     return float(low), float(high)
 

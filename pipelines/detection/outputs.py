@@ -18,8 +18,19 @@ import numpy as np
 
 from pipelines.detection.base import Detections
 from pipelines.errors import InvalidInput
-from pipelines.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, sha256_file
-from pipelines.formats.labelme import LabelMeDocument, new_document, write_labelme
+from pipelines.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_folder_target,
+    link_or_copy,
+    sha256_file,
+)
+from pipelines.formats.labelme import (
+    METADATA_KEY,
+    LabelMeDocument,
+    new_document,
+    write_labelme,
+)
 from pipelines.formats.masks import instances_to_shapes
 
 # Contour colours per class (RGB), chosen to stay visible on grey images.
@@ -133,6 +144,7 @@ def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
     The image copy beside it may be replaced only by the same image. Called for every image
     before anything is written.
     """
+    check_folder_target(out_dir)
     for image_path in image_paths:
         json_path = out_dir / f"{image_path.stem}.json"
         state = _prediction_state(json_path) if json_path.exists() else None
@@ -167,7 +179,7 @@ def _prediction_state(path: Path) -> str:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return NOT_PREDICTED
-    meta = raw.get("nocode_ml") if isinstance(raw, dict) else None
+    meta = raw.get(METADATA_KEY) if isinstance(raw, dict) else None
     if not isinstance(meta, dict):
         return NOT_PREDICTED
     stored = meta.get("shapes_sha256")
@@ -204,7 +216,7 @@ def write_outputs(
     document = to_document(detections, image_path.name)
     metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
     metadata["shapes_sha256"] = shapes_fingerprint(document.to_dict()["shapes"])
-    document.extra["nocode_ml"] = {k: v for k, v in metadata.items() if v is not None}
+    document.extra[METADATA_KEY] = {k: v for k, v in metadata.items() if v is not None}
     overlay_png = overlay_png_bytes(pixels, detections)
     table = stats_csv(document, nm_per_px)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,10 @@ Coordinates: LabelMe stores ``[x, y]`` points; we keep them as an ``(N, 2)`` flo
 ``(x, y)`` in image pixels, with pixel centres at integer coordinates (the PIL/scikit-image
 convention). Conversion to row/column happens only in :mod:`pipelines.formats.masks`.
 
-Convention: rectangles labelled ``crop`` mark fully-labelled training regions; a file without a
-crop counts as labelled everywhere.
+Convention: rectangles labelled ``crop`` (any case) mark fully-labelled training regions; a file
+without a crop counts as labelled everywhere. A crop drawn with the polygon tool is read as a
+rectangle when its four corners are one; any other crop shape is refused, so it never turns
+into an object class. Rectangles saved with four corners (X-AnyLabeling) become two.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 LABELME_VERSION = "5.5.0"
 CROP_LABEL = "crop"
+# Our top-level object in a LabelMe file: pixel size, calibration source, model provenance.
+# labelme keeps unknown keys, so it survives corrections.
+METADATA_KEY = "nocode_ml"
 SHAPE_TYPES = ("polygon", "rectangle", "circle", "point", "line", "linestrip", "points")
 AREA_SHAPE_TYPES = ("polygon", "rectangle", "circle")
 MIN_POINTS = {
@@ -49,6 +54,8 @@ MIN_POINTS = {
 # How far (px) a vertex may lie outside the image before the shape counts as outside: labelme
 # lets a click land on the last pixel's outer edge, and contours of border objects touch it.
 OUTSIDE_TOLERANCE_PX = 1.0
+# How far (px) a corner of a polygon crop may be from its bounding box's corner.
+CROP_CORNER_TOLERANCE_PX = 1.0
 MAX_JSON_BYTES = 512 * 1024 * 1024
 _SHAPE_KEYS = ("label", "points", "group_id", "description", "shape_type", "flags")
 _TOP_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
@@ -68,10 +75,12 @@ class Shape:
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+        if self.shape_type == "rectangle" and len(self.points) > 2:
+            self.points = _two_corners(self.points)
 
     @property
     def is_crop(self) -> bool:
-        return self.label == CROP_LABEL and self.shape_type == "rectangle"
+        return is_crop_label(self.label) and self.shape_type == "rectangle"
 
     def bounds(self) -> tuple[float, float, float, float]:
         """``(x_min, y_min, x_max, y_max)``; a circle's bounds cover the whole disk."""
@@ -189,6 +198,33 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_crop_label(label: str) -> bool:
+    """``crop``, ``Crop`` or `` CROP ``: people type the label by hand in labelme."""
+    return label.strip().lower() == CROP_LABEL
+
+
+def _two_corners(points: np.ndarray) -> np.ndarray:
+    """The ``[[x_min, y_min], [x_max, y_max]]`` of a rectangle given by any of its corners."""
+    return np.array([points.min(axis=0), points.max(axis=0)])
+
+
+def _is_axis_rectangle(points: np.ndarray) -> bool:
+    """Four corners (a repeated closing point allowed) on their bounding box's corners."""
+    if len(points) == 5 and np.allclose(points[0], points[-1]):
+        points = points[:-1]
+    if len(points) != 4:
+        return False
+    low, high = points.min(axis=0), points.max(axis=0)
+    if np.any(high - low <= 2 * CROP_CORNER_TOLERANCE_PX):
+        return False
+    corners = np.array([[x, y] for x in (low[0], high[0]) for y in (low[1], high[1])])
+    distance = np.abs(points[:, None, :] - corners[None, :, :]).max(axis=2)
+    nearest = distance.argmin(axis=1)
+    return len(set(nearest.tolist())) == 4 and bool(
+        (distance.min(axis=1) <= CROP_CORNER_TOLERANCE_PX).all()
+    )
+
+
 def _parse_shape(raw: Any, index: int, where: str) -> Shape:
     name = f"{where}: shapes[{index}]"
     if not isinstance(raw, dict):
@@ -221,9 +257,17 @@ def _parse_shape(raw: Any, index: int, where: str) -> Shape:
     if not isinstance(flags, dict):
         raise InvalidLabels(f"{name} ('{label}') has flags that are not an object")
     extra = {k: v for k, v in raw.items() if k not in _SHAPE_KEYS}
+    points = np.asarray(points, dtype=np.float64)
+    if is_crop_label(label) and shape_type != "rectangle":
+        if shape_type != "polygon" or not _is_axis_rectangle(points):
+            raise InvalidLabels(
+                f"{name} ('{label}') is a {shape_type}, but a crop must be a rectangle; "
+                "redraw it with labelme's Create Rectangle tool"
+            )
+        shape_type = "rectangle"
     return Shape(
         label=label,
-        points=np.asarray(points, dtype=np.float64),
+        points=points,
         shape_type=shape_type,
         group_id=group_id,
         flags=flags,
@@ -257,6 +301,11 @@ def check_polygons_simple(shapes: Sequence[Shape], where: str = "labels") -> Non
         return
     first = int(np.flatnonzero(~valid)[0])
     index, shape = polygons[first]
+    if shapely.area(shapely.convex_hull(geometries[first])) == 0:  # a bow tie has area 0 too
+        raise InvalidLabels(
+            f"{where}: shapes[{index}] ('{shape.label}') is a polygon with no area (its points "
+            "lie on one line or repeat); redraw its outline or delete it"
+        )
     raise InvalidLabels(
         f"{where}: shapes[{index}] ('{shape.label}') is a self-intersecting polygon; "
         "redraw its outline so the edges do not cross"
@@ -266,10 +315,23 @@ def check_polygons_simple(shapes: Sequence[Shape], where: str = "labels") -> Non
 def check_inside_image(
     shapes: Iterable[Shape], height: int, width: int, where: str = "labels"
 ) -> None:
-    """Raise if a shape lies outside the image (beyond a small tolerance)."""
+    """Raise if a shape lies outside the image (beyond a small tolerance).
+
+    A crop only has to overlap the image: :meth:`LabelMeDocument.crop_boxes` clips it, and
+    other tools than labelme let a rectangle run past the border.
+    """
     tol = OUTSIDE_TOLERANCE_PX
     for index, shape in enumerate(shapes):
         x_min, y_min, x_max, y_max = shape.bounds()
+        if shape.is_crop:
+            x_min, y_min = max(x_min, -0.5), max(y_min, -0.5)
+            x_max, y_max = min(x_max, width - 0.5), min(y_max, height - 0.5)
+            if x_max - x_min <= 0 or y_max - y_min <= 0:
+                raise InvalidLabels(
+                    f"{where}: shapes[{index}] ('{shape.label}') is a crop outside the "
+                    f"{width}x{height} image; is this the JSON of another image?"
+                )
+            continue
         if shape.shape_type == "circle":
             x_min, y_min, x_max, y_max = (*shape.points[0], *shape.points[0])
         if (

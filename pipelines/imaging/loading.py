@@ -123,7 +123,7 @@ def load_image(
         pixels, n_frames, rgb = _read_pil(file_path, name, frame, max_pixels, keep_rgb)
         calibration = NO_CALIBRATION
     return LoadedImage(
-        pixels=pixels,
+        pixels=finite_pixels(pixels, name),
         calibration=resolve_calibration(calibration, nm_per_px),
         path=file_path,
         name=file_path.name,
@@ -165,7 +165,7 @@ def load_image_bytes(
             copy.write_bytes(data)
             pixels, calibration, n_frames = read_microscope(copy, name, frame, max_pixels)
     return LoadedImage(
-        pixels=pixels,
+        pixels=finite_pixels(pixels, name),
         calibration=resolve_calibration(calibration, nm_per_px),
         path=None,
         name=name,
@@ -175,6 +175,28 @@ def load_image_bytes(
         n_frames=n_frames,
         rgb=rgb,
     )
+
+
+def finite_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
+    """Float pixels with NaN or infinity replaced by the median of the others.
+
+    Aligned or drift-corrected stacks pad with NaN; left in, one such pixel turns a whole tile
+    of the network's maps into NaN and its objects vanish. The median reads as plain support.
+    """
+    if pixels.dtype.kind != "f":
+        return pixels
+    finite = np.isfinite(pixels)
+    if finite.all():
+        return pixels
+    if not finite.any():
+        raise InvalidImage(f"{name} holds no finite pixel values (all NaN or infinite)")
+    filled = np.where(finite, pixels, np.median(pixels[finite])).astype(pixels.dtype)
+    log.warning(
+        "%s: %d NaN or infinite pixels set to the image's median value",
+        name,
+        int(finite.size - np.count_nonzero(finite)),
+    )
+    return filled
 
 
 def image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,7 @@ def _check_outlines(
 
 
 def _calibrations(documents: list[LabelMeDocument], nm_per_px: Any) -> list[Calibration]:
-    if nm_per_px is None or isinstance(nm_per_px, int | float | Calibration):
+    if nm_per_px is None or isinstance(nm_per_px, numbers.Real | Calibration):
         values: list[Any] = [nm_per_px] * len(documents)
     elif isinstance(nm_per_px, Mapping):
         raise InvalidInput("give nm_per_px as one value or a list with one value per image")

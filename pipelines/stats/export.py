@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.errors import InvalidInput
-from pipelines.fileio import atomic_path, atomic_write_json, atomic_write_text
+from pipelines.fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    check_file_target,
+)
 from pipelines.stats.api import StatsResult
 from pipelines.stats.runcard import run_card_rows
 
@@ -48,14 +53,7 @@ def check_export_path(path: str | os.PathLike[str]) -> Path:
             f"cannot write statistics to '{target.name}': choose a file ending in "
             f"{', '.join(EXPORT_SUFFIXES)}"
         )
-    if target.is_dir():
-        raise InvalidInput(f"{target} is a folder; give a file name such as stats.csv")
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InvalidInput(f"cannot create {target}: {parent} is a file, not a folder")
-            break
-    return target
+    return check_file_target(target, example="stats.csv")
 
 
 def card_path(csv_path: str | os.PathLike[str]) -> Path:

@@ -26,9 +26,8 @@ from typing import Any
 
 from pipelines.errors import InvalidInput
 from pipelines.fileio import sha256_file, sha256_text
-from pipelines.formats.labelme import LabelMeDocument, resolve_image_path
+from pipelines.formats.labelme import METADATA_KEY, LabelMeDocument, resolve_image_path
 
-METADATA_KEY = "nocode_ml"
 _VERSIONED_PACKAGES = ("nocode-ml", "numpy", "scipy", "pandas", "shapely", "plotly", "openpyxl")
 
 

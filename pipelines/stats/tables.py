@@ -73,7 +73,8 @@ RIPLEY_COLUMNS = [
 def summary_frame(rows: list[dict[str, Any]], drop_image: bool = False) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame(columns=["label", "objects", "counted", "notes"])
+        columns = ["label", "objects", "counted", "notes"]
+        frame = pd.DataFrame(columns=columns if drop_image else ["image", *columns])
     if drop_image and "image" in frame.columns:
         frame = frame.drop(columns="image")
     if "notes" in frame.columns:

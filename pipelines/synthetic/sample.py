@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from pipelines.errors import InvalidInput
 from pipelines.formats.labelme import (
+    METADATA_KEY,
     Box,
     LabelMeDocument,
     Shape,
@@ -143,6 +144,12 @@ def generate(
     }
     crops = choose_crops(truth, config, crop_rng, avoid=artefacts)
     user_labels = new_document(_crop_labels(truth, crops), IMAGE_NAME, height, width)
+    # Where statistics look for the pixel size, so both files give sizes in nm on their own.
+    for document in (truth_document, user_labels):
+        document.extra[METADATA_KEY] = {
+            "nm_per_px": config.nm_per_px,
+            "calibration_source": "synthetic generator",
+        }
     return SyntheticSample(
         image=image,
         truth=truth,

@@ -90,3 +90,43 @@ def test_bad_training_settings_and_outputs_are_one_line_errors(
         assert err.startswith("error: ") and message in err and "\n" not in err
     assert (tmp_path / "s" / "image.tif").is_file()
     assert not (tmp_path / "m").exists()
+
+
+def test_a_file_system_error_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.synthetic
+
+    def disk_full(sample: object, folder: Path) -> None:
+        raise OSError(28, "No space left on device", str(folder / "image.tif"))
+
+    monkeypatch.setattr(pipelines.synthetic, "write_sample", disk_full)
+    assert main(["synth", str(tmp_path / "s"), "--size", "64"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: No space left on device ({tmp_path / 's' / 'image.tif'})"
+
+
+def test_output_piped_into_head_stops_quietly() -> None:
+    """``nocode-ml stats *.json | head``: no BrokenPipeError traceback when head exits."""
+    script = (
+        "import sys\n"
+        "from nocode_ml import cli\n"
+        "build = cli.build_parser\n"
+        "def lines(args):\n"
+        "    for i in range(200_000):\n"
+        "        print(i)\n"
+        "def parser():\n"
+        "    made = build()\n"
+        "    made.set_defaults(handler=lines)\n"
+        "    return made\n"
+        "cli.build_parser = parser\n"
+        "sys.exit(cli.main([]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == b"0\n"
+    process.stdout.close()
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == b""

@@ -89,6 +89,7 @@ def test_several_files_are_pooled(tmp_path, capsys) -> None:
         (["{file}", "--guard-px", "5"], "--guard-px needs --guard-frame"),
         (["{file}", "--metal", "Zz"], "no atomic data for metal"),
         (["{file}", "--html", "{tmp}/report.pdf"], "must be an .html file"),
+        (["{file}", "--html", "{file}/report.html"], "is a file, not a folder"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -130,3 +131,11 @@ def test_html_report_and_guard_frame(tmp_path, capsys) -> None:
     assert "(guard_frame)" in out and f"wrote {report}" in out
     text = report.read_text(encoding="utf-8")
     assert "Run card" in text and "guard frame" in text
+
+
+def test_html_report_onto_a_folder_is_refused_before_any_work(tmp_path, capsys) -> None:
+    path = _file(tmp_path)
+    (tmp_path / "report.html").mkdir()
+    assert main(["stats", str(path), "--html", str(tmp_path / "report.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("report.html is a folder; give a file name such as report.html")

@@ -109,3 +109,29 @@ def test_installed_console_script_runs_synth(
     truth = str(tmp_path / "truth.json")
     assert main(["evaluate", truth, truth, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["f1"] == 1.0
+
+
+def test_synth_into_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["synth", str(taken), "--size", "64"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {taken} is a file, not a folder; give a folder name"
+    )
+    assert main(["synth", str(taken / "sub"), "--size", "64"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_synth_files_carry_their_pixel_size_for_statistics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's first statistics command gives nm, as the image is calibrated."""
+    assert main(["synth", str(tmp_path / "demo"), "--size", "256"]) == 0
+    for name in ("truth.json", "labels.json"):
+        capsys.readouterr()
+        assert main(["stats", str(tmp_path / "demo" / name)]) == 0
+        out = capsys.readouterr().out
+        assert "sizes in nm" in out and "no calibration" not in out
+        meta = read_labelme(tmp_path / "demo" / name).extra["nocode_ml"]
+        assert meta == {"nm_per_px": 0.25, "calibration_source": "synthetic generator"}

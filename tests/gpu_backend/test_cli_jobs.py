@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,15 +81,58 @@ def test_submit_wait_then_list_status_logs_results_delete(
     assert f"no job {job_id}" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "bogus"], "unknown detection engine 'bogus'"),
+        (["--set", "bogus=1"], "engine 'unet' has no setting(s) bogus"),
+        (["--model", "MODEL", "--option", "bogus=1"], "unknown prediction option(s) bogus"),
+        (["--model", "MODEL", "EMPTY"], "holds no supported image"),
+    ],
+)
+def test_submit_refuses_what_the_job_would_fail_on(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    detection_sample: dict[str, Path],
+    args: list[str],
+    message: str,
+) -> None:
+    """A typing mistake is one line at once, not a failed job minutes later."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(
+        json.dumps({"task": "detect", "engine": "unet", "config": {}, "classes": ["particle"]})
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    names = {"MODEL": str(model), "EMPTY": str(empty)}
+    args = [names.get(a, a) for a in args]
+    inputs = [a for a in args if a == str(empty)] or [str(detection_sample["labels"])]
+    options = [a for a in args if a != str(empty)]
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, "jobs", "submit", *inputs, *options, "--data-dir", str(data))
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(data.glob("**/job.json"))
+
+
 def test_failed_job_exits_1_and_retry_can_follow_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, detection_sample: dict[str, Path]
 ) -> None:
     backend = ["--data-dir", str(tmp_path / "data")]
-    args = [str(detection_sample["labels"]), "--engine", "unet", "--set", "bogus=1", "--wait"]
-    code, out, err = run_cli(capsys, "jobs", "submit", *args, *backend)
+    labels = tmp_path / "broken" / detection_sample["labels"].name
+    labels.parent.mkdir()
+    shutil.copy(detection_sample["labels"], labels)
+    image = labels.parent / detection_sample["image"].name
+    image.write_bytes(detection_sample["image"].read_bytes()[:200])  # cut off: fails on load
+    code, out, err = run_cli(capsys, "jobs", "submit", str(labels), "--wait", *backend)
     job_id = out.splitlines()[0]
     assert code == 1
-    assert "failed: engine 'unet' has no setting(s) bogus" in err
+    assert f"job {job_id} failed:" in err
+    assert "copy the file again from its source" in err
     code, _, err = run_cli(capsys, "jobs", "retry", job_id, "--wait", *backend)
     assert code == 1
     assert "queued again (attempt 2)" in err

@@ -6,6 +6,7 @@ worker itself, as the Docker image or AWS Batch would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import pytest
 from gpu_backend.errors import JobNotFound, StoreUnavailable
 from gpu_backend.jobs import JobClient
 from gpu_backend.settings import BackendSettings
-from gpu_backend.spec import JobStatus, job_key, job_uri, utc_now
+from gpu_backend.spec import SPEC_FILE, JobStatus, job_key, job_uri, utc_now
 from gpu_backend.store import LocalStore, Store
 from gpu_backend.worker import EXIT_BUSY, EXIT_FAILED, JobRunner, json_safe, run_job
 from pipelines.artifact import read_model_info
@@ -101,10 +102,19 @@ def test_spec_with_a_wrong_field_names_it(
     assert "task must be one of" in client.status(job_id).error
 
 
+def with_config(client: JobClient, job_id: str, **config) -> None:
+    """Put settings into a queued job's spec that submit would refuse, as a spec written by
+    another version of the client could hold."""
+    spec = client.spec(job_id)
+    edited = dataclasses.replace(spec, config={**spec.config, **config})
+    client.store.write_bytes(job_key(job_id, SPEC_FILE), edited.to_json())
+
+
 def test_engine_error_fails_the_job_and_keeps_the_traceback_in_the_log(
     client: JobClient, detection_sample: dict[str, Path]
 ) -> None:
-    job_id = queued_job(client, detection_sample, no_such_setting=1)
+    job_id = queued_job(client, detection_sample)
+    with_config(client, job_id, no_such_setting=1)
     assert run_job(job_uri(client.store.uri, job_id), client.settings) == EXIT_FAILED
     status = client.status(job_id)
     assert status.state == "failed"

@@ -769,3 +769,25 @@ def test_to_rgb8() -> None:
     np.testing.assert_array_equal(to_rgb8(rgba), _rgb())
     with pytest.raises(ValueError):
         to_rgb8(np.zeros((2, 2, 2, 2)))
+
+
+def test_nan_and_infinite_pixels_become_the_median(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Aligned stacks pad with NaN; one such pixel would blank a whole tile of the network."""
+    pixels = np.linspace(1.0, 2.0, 64 * 48, dtype=np.float32).reshape(64, 48)
+    pixels[0, :5] = np.nan
+    pixels[10, 10] = np.inf
+    path = tmp_path / "aligned.tif"
+    tifffile.imwrite(path, pixels)
+    for loaded in (load_image(path), load_image_bytes(path.read_bytes(), path.name)):
+        assert np.isfinite(loaded.pixels).all()
+        assert loaded.pixels.dtype == np.float32
+        assert loaded.pixels[0, 0] == pytest.approx(
+            np.nanmedian(np.where(np.isinf(pixels), np.nan, pixels))
+        )
+        assert loaded.pixels[20, 20] == pixels[20, 20]
+    assert "aligned.tif: 6 NaN or infinite pixels set to the image's median value" in caplog.text
+    tifffile.imwrite(path, np.full((8, 8), np.nan, dtype=np.float32))
+    with pytest.raises(InvalidImage, match=r"aligned\.tif holds no finite pixel values"):
+        load_image(path)

@@ -423,3 +423,40 @@ def test_a_folder_run_leaves_out_predictions_nobody_corrected(
     api.predict(tiny_model, [folder / "image.tif"], only)
     with pytest.raises(InvalidInput, match="only predictions nobody corrected"):
         api.train([only], tmp_path / "m3", config=tiny_unet_config)
+
+
+def test_cli_predicts_with_the_model_zip_the_app_downloads(tiny_model, labelled, tmp_path, capsys):
+    import zipfile
+
+    from nocode_ml.cli import main
+
+    archive = tmp_path / "model_abc.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in tiny_model.iterdir():
+            zipped.write(path, path.name)
+    image = labelled[1].parent / "image.tif"
+    assert main(["predict", str(archive), str(image), "--out", str(tmp_path / "out")]) == 0
+    document = read_labelme(tmp_path / "out" / "image.json")
+    assert document.extra["nocode_ml"]["model"]["id"] == "model_abc"
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zipped:
+        zipped.writestr("../model.json", "{}")
+    capsys.readouterr()
+    assert main(["predict", str(bad), str(image), "--out", str(tmp_path / "out2")]) == 2
+    assert "holds a file outside its folder" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_output_folder_that_is_a_file_before_the_network_runs(
+    tiny_model, labelled, tmp_path, capsys, monkeypatch
+):
+    from nocode_ml.cli import main
+
+    monkeypatch.setattr(api, "load_detector", lambda *a, **k: pytest.fail("network loaded"))
+    taken = tmp_path / "results"
+    taken.write_text("not a folder")
+    image = labelled[1].parent / "image.tif"
+    assert main(["predict", str(tiny_model), str(image), "--out", str(taken)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {taken} is a file, not a folder; give a folder name"
+    )

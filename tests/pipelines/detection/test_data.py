@@ -222,3 +222,17 @@ def test_flips_turns_and_zoom_keep_the_image_and_every_target_aligned():
         agree = (patch.image > object_level) == (patch.classes > 0)
         assert in_crop[patch.valid].all() and agree[patch.valid].all()
         assert not (patch.centre > 0)[patch.instances == 0].any()
+
+
+def test_normalise_scales_any_range_and_refuses_nan() -> None:
+    """A height map in metres spans 1e-8: it is scaled like any other, not taken as flat."""
+    from pipelines.detection.data import normalise
+    from pipelines.errors import InvalidImage
+
+    heights = np.linspace(0.0, 20e-9, 100, dtype=np.float32).reshape(10, 10)
+    scaled = normalise(heights)
+    assert scaled.min() == pytest.approx(0.0, abs=0.02)
+    assert scaled.max() == pytest.approx(1.0, abs=0.02)
+    assert not normalise(np.full((4, 4), 7.0, dtype=np.float32)).any()
+    with pytest.raises(InvalidImage, match="NaN or infinite"):
+        normalise(np.array([[1.0, np.inf], [2.0, 3.0]], dtype=np.float32))

@@ -24,6 +24,7 @@ from pipelines.formats.labelme import (
     resolve_image_path,
     write_labelme,
 )
+from pipelines.formats.masks import shape_pixels
 
 
 def _document() -> LabelMeDocument:
@@ -231,3 +232,61 @@ def test_each_shape_is_one_line_and_reads_back(tmp_path: Path) -> None:
     assert "частица" in text  # written as text, not \u escapes
     assert json.loads(text) == document.to_dict()
     assert read_labelme(path).to_dict() == document.to_dict()
+
+
+def _crop_doc(crop: dict) -> dict:
+    particle = {"label": "particle", "points": [[5, 5], [9, 5], [7, 9]], "shape_type": "polygon"}
+    return {"shapes": [particle, crop], "imagePath": "a.png", "imageHeight": 50, "imageWidth": 60}
+
+
+@pytest.mark.parametrize(
+    "crop",
+    [
+        {"label": "Crop", "points": [[0, 0], [20, 30]], "shape_type": "rectangle"},
+        # labelme's default tool is the polygon: four clicks on the corners
+        {"label": "crop", "points": [[0, 0], [20.4, 0], [20, 30], [0.3, 29.6]]},
+        {"label": " crop ", "points": [[0, 0], [20, 0], [20, 30], [0, 30], [0, 0]]},
+        # X-AnyLabeling saves rectangles with four corners
+        {
+            "label": "crop",
+            "points": [[20, 0], [20, 30], [0, 30], [0, 0]],
+            "shape_type": "rectangle",
+        },
+    ],
+)
+def test_a_crop_is_a_crop_however_it_was_drawn(crop: dict) -> None:
+    """Never an object class called "crop" that erases the objects it covers."""
+    document = parse_labelme(_crop_doc(crop))
+    assert document.crop_boxes() == [Box(0, 0, 21, 31)]
+    assert [shape.label for shape in document.object_shapes] == ["particle"]
+
+
+@pytest.mark.parametrize(
+    ("points", "shape_type"),
+    [([[0, 0], [20, 0], [14, 30], [0, 30]], "polygon"), ([[10, 10], [20, 10]], "circle")],
+)
+def test_a_crop_that_is_not_a_rectangle_is_refused(points: list, shape_type: str) -> None:
+    crop = {"label": "crop", "points": points, "shape_type": shape_type}
+    with pytest.raises(InvalidLabels, match=r"shapes\[1\] \('crop'\) is a .*Create Rectangle"):
+        parse_labelme(_crop_doc(crop))
+
+
+def test_a_crop_past_the_border_is_clipped_and_one_outside_refused() -> None:
+    crop = {"label": "crop", "points": [[-15, 40], [30, 80]], "shape_type": "rectangle"}
+    assert parse_labelme(_crop_doc(crop)).crop_boxes() == [Box(0, 40, 31, 50)]
+    crop["points"] = [[70, 0], [90, 20]]
+    with pytest.raises(InvalidLabels, match=r"is a crop outside the 60x50 image"):
+        parse_labelme(_crop_doc(crop))
+
+
+def test_a_four_corner_rectangle_covers_its_whole_box() -> None:
+    shape = Shape("p", [[10, 10], [30, 10], [30, 20], [10, 20]], shape_type="rectangle")
+    assert shape.points.tolist() == [[10, 10], [30, 20]]
+    rows, _ = shape_pixels(shape, 50, 50)
+    assert rows.size == 21 * 11
+
+
+def test_a_polygon_without_area_is_not_called_self_intersecting(tmp_path: Path) -> None:
+    for points in ([[5, 5], [10, 10], [20, 20]], [[5, 5], [9, 5], [9, 5]]):
+        with pytest.raises(InvalidLabels, match=r"is a polygon with no area .*redraw"):
+            read_labelme(_bad(tmp_path, _shape_doc(points)))

@@ -189,3 +189,9 @@ def test_results_are_deterministic_and_json_safe() -> None:
     from pipelines.stats.export import result_to_json
 
     json.dumps(result_to_json(first), allow_nan=False)
+
+
+@pytest.mark.parametrize("scale", [np.float32(0.25), np.float64(0.25)])
+def test_numpy_pixel_size_is_one_value_for_all_images(scale: float) -> None:
+    result = compute_statistics([document([circle("p", 50, 50, 5)])], nm_per_px=scale)
+    assert result.run_card["calibration"]["image.png"]["nm_per_px"] == pytest.approx(0.25)

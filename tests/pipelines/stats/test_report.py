@@ -118,3 +118,11 @@ def test_html_report_is_self_contained(two_files, tmp_path) -> None:
 def test_html_report_for_no_objects_still_builds() -> None:
     text = build_html_report(compute_statistics([document([])]))
     assert "no objects" in text and "Run card" in text
+
+
+def test_report_of_several_images_with_no_objects() -> None:
+    """A batch prediction that found nothing still gets its report."""
+    empty = [document([]), document([])]
+    empty[1].image_path = "other.png"
+    page = build_html_report(compute_statistics(empty))
+    assert "<html" in page
