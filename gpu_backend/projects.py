@@ -8,10 +8,14 @@ the jobs, so a reload of the page, a restart of the app or a second browser sees
 Layout of a project in the store::
 
     projects/<id>/project.json          the Project record (below)
-    projects/<id>/images/<name>.<ext>   the uploaded image, unchanged
-    projects/<id>/images/<name>.json    its LabelMe file (imagePath = the image's file name,
+    projects/<id>/images/<name>.<ext>   the uploaded image, unchanged, under a safe name
+    projects/<id>/images/<name>.json    its LabelMe file (imagePath = the stored file name,
                                         so the folder opens as it is in labelme)
     projects/<id>/previews/<name>.png   an 8-bit RGB view for the browser
+
+The stored name is made safe for every store (``Pd on C (2).TIF`` → ``Pd_on_C_2.tif``); the
+record keeps the name the file was uploaded with, so what the user downloads points to their
+own file (:attr:`ImageRecord.user_file_name`).
 
 No Streamlit here: the app calls these functions, tests call them directly.
 """
@@ -38,6 +42,7 @@ from gpu_backend.errors import KeyNotFound
 from gpu_backend.store import LocalStore, Store
 from pipelines.errors import InvalidInput, InvalidLabels
 from pipelines.formats.labelme import LabelMeDocument, Shape, new_document, parse_labelme
+from pipelines.imaging import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ PALETTE = (
 CROP_COLOUR = "#ff2a2a"
 _PROJECT_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}$")
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dm3", ".dm4", ".emd")
+IMAGE_SUFFIXES = SUPPORTED_EXTENSIONS  # what pipelines.imaging reads, nothing more
 
 
 def _now() -> str:
@@ -78,7 +83,11 @@ class ObjectClass:
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image of a project. ``nm_per_px`` is ``None`` when uncalibrated."""
+    """One image of a project. ``nm_per_px`` is ``None`` when uncalibrated.
+
+    ``file_name`` is the safe name the image is stored under; ``original_name`` the name it was
+    uploaded with (empty in records made before it was kept).
+    """
 
     name: str
     file_name: str
@@ -86,6 +95,17 @@ class ImageRecord:
     width_px: int
     nm_per_px: float | None = None
     calibration_source: str = "none"
+    original_name: str = ""
+
+    @property
+    def user_file_name(self) -> str:
+        """The image's file name as the user knows it (``imagePath`` of downloaded labels)."""
+        return self.original_name or self.file_name
+
+    @property
+    def user_stem(self) -> str:
+        """:attr:`user_file_name` without its extension, for the names of downloaded files."""
+        return Path(self.user_file_name).stem or self.name
 
 
 @dataclass(frozen=True)
@@ -278,6 +298,10 @@ class ProjectStore:
         """Delete a project's files (its jobs and models stay in the job list)."""
         return self.store.delete_prefix(self._key(project_id) + "/")
 
+    def projects_linking(self, job_id: str) -> list[Project]:
+        """The projects that link the job ``job_id``."""
+        return [p for p in self.list_projects() if any(j.job_id == job_id for j in p.jobs)]
+
     # -- images -----------------------------------------------------------------------------
     def add_image(
         self,
@@ -310,12 +334,32 @@ class ProjectStore:
             width_px=width,
             nm_per_px=loaded.calibration.nm_per_px,
             calibration_source=str(loaded.calibration.source),
+            original_name=Path(file_name).name,
         )
         self.store.write_bytes(self._key(project_id, "images", record.file_name), data)
         self._write_preview(project_id, name, to_rgb8(loaded.pixels))
         self.save_labels(project_id, name, new_document([], record.file_name, height, width))
         project = self.save(dataclasses.replace(project, images=(*project.images, record)))
         return project, record
+
+    def _image_keys(self, project_id: str, record: ImageRecord) -> tuple[str, ...]:
+        """Every file an image has in the store: the image, its labels, its preview."""
+        return (
+            self._key(project_id, "images", record.file_name),
+            self.labels_key(project_id, record.name),
+            self._key(project_id, "previews", f"{record.name}.png"),
+        )
+
+    def delete_image(self, project_id: str, name: str) -> Project:
+        """Remove an image with its labels from the project (jobs made from it keep theirs)."""
+        project = self.get(project_id)
+        record = project.image(name)
+        for key in self._image_keys(project_id, record):
+            self.store.delete(key)
+            if self.cache_dir is not None:  # a new upload may take the name again
+                (self.cache_dir / key).unlink(missing_ok=True)
+        images = tuple(r for r in project.images if r.name != name)
+        return self.save(dataclasses.replace(project, images=images))
 
     def _write_preview(self, project_id: str, name: str, rgb8: Any) -> None:
         from PIL import Image
@@ -469,11 +513,7 @@ class ProjectStore:
         except (InvalidInput, InvalidLabels, OSError) as error:
             for record in self.get(project_id).images:
                 if record.name not in before:
-                    for key in (
-                        self._key(project_id, "images", record.file_name),
-                        self.labels_key(project_id, record.name),
-                        self._key(project_id, "previews", f"{record.name}.png"),
-                    ):
+                    for key in self._image_keys(project_id, record):
                         self.store.delete(key)
             self.save(project)
             raise InvalidInput(f"{zip_name}: {error}") from error

@@ -16,10 +16,22 @@ from pathlib import Path
 
 import streamlit as st
 
-from gpu_backend.projects import Project, ProjectStore, open_project_store
+from gpu_backend.projects import (
+    IMAGE_SUFFIXES,
+    ImageRecord,
+    Project,
+    ProjectStore,
+    open_project_store,
+)
 from pipelines.errors import NoCodeMLError
 
 log = logging.getLogger(__name__)
+
+# What every image uploader offers: the types the project store (pipelines.imaging) reads.
+IMAGE_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]
+IMAGE_TYPES_TEXT = (
+    "TIFF, PNG, JPEG, DigitalMicrograph (.dm3/.dm4), Velox .emd or TIA .ser"  # the same list
+)
 
 
 @st.cache_resource(show_spinner=False)
@@ -58,16 +70,22 @@ class ProjectProgress:
 def project_progress(project_id: str | None) -> ProjectProgress:
     if not project_id:
         return ProjectProgress()
+    from gpu_backend.projects import count_labels
+
     try:
         store = project_store()
         project = store.get(project_id)
-        counts = store.label_counts(project_id)
     except NoCodeMLError as error:
         log.warning("project %s unavailable: %s", project_id, error)
         return ProjectProgress()
-    labelled = any(c.objects > 0 for c in counts.values()) or (
-        project.task == "classify" and bool(project.images)
-    )
+    labelled = project.task == "classify" and bool(project.images)
+    for record in project.images:
+        if labelled:
+            break
+        try:
+            labelled = count_labels(store.labels(project_id, record.name)).objects > 0
+        except NoCodeMLError as error:  # the Label page says what to do about this image
+            log.warning("labels of %s in project %s: %s", record.name, project_id, error)
     return ProjectProgress(
         has_project=True,
         project_name=project.name,
@@ -179,6 +197,12 @@ def create_project(
     store = project_store()
     if task == "classify" and any(n.lower().endswith(".zip") for n, _ in images):
         classes = []  # the zip's folders name the classes
+    elif task == "classify" and len({c.strip() for c in classes if c.strip()}) < 2:
+        given = ", ".join(c.strip() for c in classes if c.strip()) or "none"
+        raise NoCodeMLError(
+            f"sorting images needs at least two classes (you gave: {given}); type them comma "
+            "separated, e.g. 'fresh, sintered', or upload a .zip with one folder per class"
+        )
     project = store.create(name, task, classes)
     try:
         for file_name, data in images:
@@ -226,18 +250,18 @@ class Preset:
 PRESETS = (
     Preset(
         "quick",
-        "Quick — this computer",
-        "A small fast network trained on this computer's processor. Good enough for clear, "
-        "well-separated objects; takes a few minutes.",
+        "Quick — small network",
+        "A small fast network on the processor (CPU). Good enough for clear, well-separated "
+        "objects; trains for 3 minutes.",
         {"detect": None, "classify": None},
         "cpu",
         3.0,
     ),
     Preset(
         "accurate",
-        "Accurate — GPU backend",
-        "On the GPU machine configured for this app. Objects: Mask R-CNN fine-tuned from "
-        "COCO weights where the GPU image has them, else the quick network, which learns "
+        "Accurate — larger network",
+        "Trains for 20 minutes, on a GPU when there is one. Objects: Mask R-CNN fine-tuned "
+        "from COCO weights where the GPU image has them, else the quick network, which learns "
         "better from scratch. Classes: a larger ConvNeXt.",
         {"detect": "maskrcnn", "classify": "convnext"},  # ConvNeXt-tiny preset on a GPU
         "auto",
@@ -248,6 +272,41 @@ PRESETS = (
 
 def preset(key: str) -> Preset:
     return next(p for p in PRESETS if p.key == key)
+
+
+@st.cache_resource(show_spinner=False)
+def _local_gpu() -> bool:
+    """Whether PyTorch sees a GPU on this computer (once per server: importing torch is slow)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def where_training_runs(chosen: Preset, launcher: str, local_gpu: bool) -> str:
+    """One sentence saying which machine and chip a preset trains on.
+
+    Jobs of the ``local`` launcher run on this computer; other launchers hand them to the job
+    machines configured for the app (``device="auto"`` uses their GPU when they have one).
+    """
+    if launcher == "local":
+        if chosen.device == "cpu":
+            return "Runs on this computer's processor (CPU)."
+        if local_gpu:
+            return "Runs on this computer's GPU."
+        return (
+            "Runs on this computer's processor (CPU): no GPU was found here, so it is slower "
+            "than on a GPU."
+        )
+    if chosen.device == "cpu":
+        return "Runs on the processor (CPU) of the job machine set up for this app."
+    return "Runs on the job machine set up for this app, on its GPU (its CPU if it has none)."
+
+
+def training_place(chosen: Preset) -> str:
+    """:func:`where_training_runs` for this app's launcher and computer."""
+    launcher = settings().launcher
+    needs_gpu_check = launcher == "local" and chosen.device != "cpu"
+    return where_training_runs(chosen, launcher, _local_gpu() if needs_gpu_check else False)
 
 
 def preset_engine(chosen: Preset, task: str, launcher: str) -> str | None:
@@ -297,8 +356,11 @@ def extra_train_config(task: str, preset_key: str) -> tuple[str | None, dict | N
     return engine, settings or None
 
 
-def submit_training(project_id: str, preset_key: str, minutes: float) -> str:
-    """Export the project's labelled images and queue a training job; returns the job id."""
+def submit_training(project_id: str, preset_key: str, minutes: float | None = None) -> str:
+    """Export the project's labelled images and queue a training job; returns the job id.
+
+    ``minutes`` is the time budget the user typed; ``None`` (or 0) trains for the preset's.
+    """
     import tempfile
 
     from gpu_backend.projects import JobLink, count_labels
@@ -327,7 +389,7 @@ def submit_training(project_id: str, preset_key: str, minutes: float) -> str:
             engine=engine or preset_engine(chosen, project.task, settings().launcher),
             config=config,
             device=chosen.device,
-            minutes=minutes,
+            minutes=minutes or chosen.minutes,
             name=f"{project.name} — {chosen.title}",
         )
     store.link_job(
@@ -366,6 +428,35 @@ def submit_prediction(project_id: str, model_job_id: str, names: list[str] | Non
     return status.job_id
 
 
+def check_model(model_job_id: str) -> None:
+    """Refuse (one line, what to do) a model that was deleted or did not finish training."""
+    status = job_status_or_none(model_job_id)
+    if status is None:
+        raise NoCodeMLError("the model of this run was deleted; train a new one on the Train page")
+    if status.state != "succeeded":
+        raise NoCodeMLError(
+            f"the model of this run is not usable (its training {status.state}); train again"
+        )
+
+
+def predict_new_images(project_id: str, model_job_id: str, uploads: list[tuple[str, bytes]]) -> str:
+    """Add uploaded images to the project and let the model ``model_job_id`` find their
+    objects; returns the prediction job id. The model is checked before any image is added,
+    and no image is kept when one is refused or the job cannot be sent."""
+    check_model(model_job_id)
+    store = project_store()
+    names: list[str] = []
+    try:
+        for file_name, data in uploads:
+            _, record = store.add_image(project_id, file_name, data)
+            names.append(record.name)
+        return submit_prediction(project_id, model_job_id, names)
+    except NoCodeMLError:
+        for name in names:  # a second try must not add them twice
+            store.delete_image(project_id, name)
+        raise
+
+
 def adopt_predictions(
     project_id: str, name: str, predicted_raw: dict, box: tuple[float, float, float, float] | None
 ) -> tuple[int, int]:
@@ -388,6 +479,36 @@ def model_of_prediction(predict_job_id: str) -> str | None:
 
 def job_status(job_id: str):
     return job_client().status(job_id)
+
+
+def job_status_or_none(job_id: str):
+    """The job's status, or ``None`` when the job was deleted (Models page, command line)."""
+    from gpu_backend.errors import JobNotFound
+
+    try:
+        return job_client().status(job_id)
+    except JobNotFound:
+        return None
+
+
+def delete_model(train_job_id: str) -> None:
+    """Delete a trained model's job and unlink it from the projects that trained it."""
+    from gpu_backend.errors import JobNotFound
+
+    try:
+        job_client().delete(train_job_id)
+    except JobNotFound:
+        log.info("job %s was already deleted; unlinking it", train_job_id)
+    store = project_store()
+    for project in store.projects_linking(train_job_id):
+        store.unlink_job(project.project_id, train_job_id)
+
+
+def labelme_download(record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
+    """``(json text, file name)`` of labels to download: ``imagePath`` and the file name follow
+    the name the image was uploaded with, so the file opens in labelme beside the user's image."""
+    document = {**labelme_raw, "imagePath": record.user_file_name, "imageData": None}
+    return json.dumps(document, indent=2, ensure_ascii=False), f"{record.user_stem}.json"
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -423,6 +544,15 @@ def statistics_files(labelme_json: str, nm_per_px: float | None, stem: str) -> d
         )
         out[".html"] = report.read_bytes()
     return out
+
+
+def labelme_pixel_size(labelme_json: str) -> float | None:
+    """The pixel size stored in a LabelMe file (``nocode_ml.nm_per_px``), or ``None``."""
+    from pipelines.formats.labelme import parse_labelme
+    from pipelines.stats.runcard import calibration_from_document
+
+    document = parse_labelme(json.loads(labelme_json), "labels", validate=False)
+    return calibration_from_document(document).nm_per_px
 
 
 def calibration_of_upload(file_name: str, data: bytes) -> float | None:

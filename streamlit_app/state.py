@@ -25,6 +25,8 @@ RESULT_JOB_ID = "result_job_id"
 FLASH = "flash"
 LABEL_TAB = "label_tab"
 CORRECTING = "correcting"  # (image name, crop index, objects taken over) after "Correct these"
+UPLOAD_REVISION = "upload_revision"  # in uploader keys: a new key empties them after "Add"
+DELETE_ASKED = "delete_asked"  # what a Delete button asks to confirm: ("project", id)...
 OUTLINE_TAB = "② Outline objects in a crop"
 
 DEFAULTS: dict[str, Any] = {
@@ -38,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     RESULT_JOB_ID: None,
     FLASH: None,
     CORRECTING: None,
+    UPLOAD_REVISION: 0,
+    DELETE_ASKED: None,
 }
 _URL_KEYS = {PROJECT_ID: "project", CORRECTING: "correcting"}
 _CORRECTING_TEXT = re.compile(r"([0-9]+):([0-9]+):(.+)")
@@ -108,7 +112,7 @@ def select_project(project_id: str | None) -> None:
     """Switch project: forget everything that belonged to the previous one."""
     put(PROJECT_ID, project_id)
     put(CORRECTING, None)
-    for key in (IMAGE_NAME, CROP_INDEX, ACTIVE_CLASS, PROPOSAL, RESULT_JOB_ID):
+    for key in (IMAGE_NAME, CROP_INDEX, ACTIVE_CLASS, PROPOSAL, RESULT_JOB_ID, DELETE_ASKED):
         st.session_state[key] = DEFAULTS[key]
 
 

@@ -6,7 +6,6 @@ Every change is saved at once into the project's LabelMe file (no Save button to
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import streamlit as st
 
@@ -59,11 +58,13 @@ def render() -> None:
     except NoCodeMLError as error:
         st.error(f"{error} — import a corrected LabelMe file below, or delete the image.")
         _import_export(project, name, None)
+        _delete_image(project, name, expanded=True)
         return
     if project.task == "classify":
         _classify_image(project, name, document)
         _class_counts(project)
         _upload_images(project, expanded=False)
+        _delete_image(project, name, expanded=False)
         return
     project = _classes(project, document)
     correcting = state.get(state.CORRECTING)
@@ -98,6 +99,7 @@ def render() -> None:
         _import_export(project, name, document)
     _calibration(project, name)
     _upload_images(project, expanded=False)
+    _delete_image(project, name, expanded=False)
     counts = count_labels(store.labels(project.project_id, name))
     if counts.objects:
         st.success(
@@ -403,9 +405,13 @@ def _classify_image(project: Project, name: str, document: LabelMeDocument) -> N
     )
     st.image(store.preview_png(project.project_id, name), width=480)
     classes = [c.name for c in project.classes]
-    if not classes:
-        st.warning("Add classes when creating the project (e.g. fresh, sintered).")
-        return
+    if len(classes) < 2:  # projects made before two classes were required
+        st.warning(
+            "Sorting needs at least two classes and this project has "
+            f"{len(classes)}. Start a new project with two or more (e.g. fresh, sintered)."
+        )
+        if not classes:
+            return
     chosen = next((k for k, v in document.flags.items() if v is True and k in classes), None)
     pick = st.radio(
         "Class of this image",
@@ -442,10 +448,11 @@ def _class_counts(project: Project) -> None:
 def _import_export(project: Project, name: str, document: LabelMeDocument | None) -> None:
     store = services.project_store()
     if document is not None:
+        text, file_name = services.labelme_download(project.image(name), document.to_dict())
         st.download_button(
             "Download labels (LabelMe JSON)",
-            json.dumps(document.to_dict(), indent=2),
-            file_name=f"{name}.json",
+            text,
+            file_name=file_name,
             mime="application/json",
             key="download_labels",
             help="Opens in labelme when saved beside the image.",
@@ -492,18 +499,57 @@ def _calibration(project: Project, name: str) -> None:
 def _upload_images(project: Project, expanded: bool) -> None:
     with st.expander("Add images to this project", expanded=expanded):
         files = st.file_uploader(
-            "Images (TIFF, PNG, JPEG, .dm3/.dm4, .emd)",
-            type=["tif", "tiff", "png", "jpg", "jpeg", "bmp", "dm3", "dm4", "emd"],
+            f"Images ({services.IMAGE_TYPES_TEXT})",
+            type=services.IMAGE_TYPES,
             accept_multiple_files=True,
-            key="more_images",
+            # A new key after "Add" empties the uploader: a second click adds nothing twice.
+            key=f"more_images_{state.get(state.UPLOAD_REVISION)}",
         )
         if files and st.button("Add", key="add_images"):
             store = services.project_store()
-            for upload in files:
-                try:
-                    store.add_image(project.project_id, upload.name, upload.getvalue())
-                except NoCodeMLError as error:
-                    st.error(f"{error}")
-                    return
+            with st.spinner("Reading the images…"):
+                for upload in files:
+                    try:
+                        store.add_image(project.project_id, upload.name, upload.getvalue())
+                    except NoCodeMLError as error:
+                        st.error(f"{error}")
+                        return
+            state.bump(state.UPLOAD_REVISION)
             state.flash(f"{len(files)} image(s) added.")
+            st.rerun()
+
+
+def _delete_image(project: Project, name: str, expanded: bool) -> None:
+    """Remove the image shown (asks first): its labels go with it."""
+    record = project.image(name)
+    asked = ("image", name)
+    with st.expander("Delete this image", expanded=expanded):
+        if state.get(state.DELETE_ASKED) != asked:
+            if st.button(f"Delete {record.user_file_name}…", key="delete_image"):
+                state.put(state.DELETE_ASKED, asked)
+                st.rerun()
+            return
+        st.warning(
+            f"Delete **{record.user_file_name}** and its labels from this project? "
+            "This cannot be undone; trained models are kept."
+        )
+        cols = st.columns(2)
+        if cols[0].button(
+            f"Yes, delete {record.user_file_name}", type="primary", key="confirm_delete_image"
+        ):
+            state.put(state.DELETE_ASKED, None)
+            try:
+                services.project_store().delete_image(project.project_id, name)
+            except NoCodeMLError as error:
+                st.error(str(error))
+                return
+            if (state.get(state.CORRECTING) or (None,))[0] == name:
+                state.stop_correcting()
+            state.put(state.IMAGE_NAME, None)
+            state.bump(state.CANVAS_REVISION)
+            state.bump(state.OVERVIEW_REVISION)
+            state.flash(f"{record.user_file_name} deleted.")
+            st.rerun()
+        if cols[1].button("No, keep it", key="keep_image"):
+            state.put(state.DELETE_ASKED, None)
             st.rerun()

@@ -62,5 +62,9 @@ def render() -> None:
                     key=f"dl_{spec.job_id}",
                 )
             if status.is_terminal and cols[3].button("Delete", key=f"del_{spec.job_id}"):
-                services.job_client().delete(spec.job_id)
-                st.rerun()
+                try:
+                    services.delete_model(spec.job_id)
+                except NoCodeMLError as error:
+                    st.error(str(error))
+                else:
+                    st.rerun()

@@ -25,18 +25,7 @@ def render() -> None:
     state.show_flash()
     predictions = [j for j in project.jobs if j.action == "predict"]
     if not predictions:
-        trained = [
-            j for j in project.train_jobs if services.job_status(j.job_id).state == "succeeded"
-        ]
-        if not trained:
-            st.info("Train a model first; results appear here when it has finished.")
-            if st.button("Go to Train"):
-                navigation.go("train")
-            return
-        st.info("The model is trained. Let it find the objects in your images.")
-        if st.button("Find objects in all images", type="primary", key="find_objects_results"):
-            services.submit_prediction(project.project_id, trained[-1].job_id)
-            st.rerun()
+        _first_prediction(project)
         return
     chosen = state.get(state.RESULT_JOB_ID)
     ids = [j.job_id for j in predictions]
@@ -45,7 +34,10 @@ def render() -> None:
     if len(ids) > 1:
         chosen = st.selectbox("Run", list(reversed(ids)), key="result_run")
     state.put(state.RESULT_JOB_ID, chosen)
-    status = services.job_status(chosen)
+    status = services.job_status_or_none(chosen)
+    if status is None:
+        st.warning("This run was deleted. Choose another run, or find the objects again (Train).")
+        return
     if not status.is_terminal:
         st.caption("The model is looking at your images; the results appear here when it is done.")
         job_monitor(chosen, reload_when_done=True)
@@ -59,6 +51,9 @@ def render() -> None:
         _classification(chosen, status)
         return
     names = [n for n in link.images if any(r.name == n for r in project.images)]
+    if not names:
+        st.info("The images of this run were deleted from the project; choose another run.")
+        return
     name = st.selectbox("Image", names, key="result_image") if len(names) > 1 else names[0]
     record = project.image(name)
     key = next((k for k in status.results if k.endswith(f"/{name}.json")), None)
@@ -66,15 +61,39 @@ def render() -> None:
         st.error(f"The run has no result for {name}; run the model again.")
         return
     document_raw = json.loads(services.job_client().read_result(chosen, key))
-    document_raw["imagePath"] = record.file_name
-    document_raw["imageData"] = None
-    labelme_json = json.dumps(document_raw)
+    # The user's own file name: the downloaded file opens in labelme beside their image.
+    labelme_json, labelme_name = services.labelme_download(record, document_raw)
     _overlay(project, name, document_raw)
     st.subheader("Sizes and statistics")
-    show_statistics(labelme_json, record.nm_per_px, f"results_{name}", name)
-    _downloads(project, name, chosen, labelme_json, link)
+    show_statistics(labelme_json, record.nm_per_px, f"results_{name}", record.user_stem)
+    model_job_id = services.model_of_prediction(chosen)
+    _downloads(name, record.user_stem, model_job_id, labelme_json, labelme_name)
     _correct(project, name, document_raw)
-    _more_images(project, link)
+    _more_images(project, model_job_id)
+
+
+def _first_prediction(project) -> None:
+    """No run yet: offer to let the latest trained model find the objects."""
+    statuses = {j.job_id: services.job_status_or_none(j.job_id) for j in project.train_jobs}
+    trained = [i for i, status in statuses.items() if status and status.state == "succeeded"]
+    if not trained:
+        if None in statuses.values():
+            st.warning("The model of this project was deleted. Train a new one on the Train page.")
+        else:
+            st.info("Train a model first; results appear here when it has finished.")
+        if st.button("Go to Train"):
+            navigation.go("train")
+        return
+    st.info("The model is trained. Let it find the objects in your images.")
+    if st.button("Find objects in all images", type="primary", key="find_objects_results"):
+        try:
+            with st.spinner("Sending the images to the model…"):
+                job_id = services.submit_prediction(project.project_id, trained[-1])
+        except NoCodeMLError as error:
+            st.error(str(error))
+            return
+        state.put(state.RESULT_JOB_ID, job_id)
+        st.rerun()
 
 
 def _overlay(project, name: str, document_raw: dict) -> None:
@@ -104,7 +123,10 @@ def _overlay(project, name: str, document_raw: dict) -> None:
     st.image(png_bytes(overlay), caption=caption, width=720)
 
 
-def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None:
+def _downloads(
+    name: str, stem: str, train_job: str | None, labelme_json: str, labelme_name: str
+) -> None:
+    """Download buttons; files are named after the image as the user uploaded it (``stem``)."""
     from pipelines.formats.coco import to_coco
     from pipelines.formats.labelme import parse_labelme
 
@@ -113,7 +135,7 @@ def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None
     cols[0].download_button(
         "LabelMe JSON",
         labelme_json,
-        f"{name}.json",
+        labelme_name,
         "application/json",
         key="download_labelme",
         help="Save it beside the image and open it in labelme to check or correct objects.",
@@ -121,7 +143,7 @@ def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None
     cols[1].download_button(
         "Overlay PNG",
         st.session_state.get(f"overlay_png_{name}", b""),
-        f"{name}_overlay.png",
+        f"{stem}_overlay.png",
         "image/png",
         key="download_overlay",
     )
@@ -129,12 +151,11 @@ def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None
     cols[2].download_button(
         "COCO JSON",
         json.dumps(to_coco([document])),
-        f"{name}_coco.json",
+        f"{stem}_coco.json",
         "application/json",
         key="download_coco",
     )
-    train_job = services.model_of_prediction(job_id)
-    if train_job:
+    if train_job and services.job_status_or_none(train_job) is not None:
         cols[3].download_button(
             "Model (zip)",
             functools.partial(services.model_zip, train_job),  # zipped on click
@@ -144,26 +165,31 @@ def _downloads(project, name: str, job_id: str, labelme_json: str, link) -> None
         )
 
 
-def _more_images(project, link) -> None:
+def _more_images(project, model_job_id: str | None) -> None:
+    """New images for the model of the run shown (``model_job_id``: its training job)."""
     with st.expander("Apply this model to more images"):
+        if model_job_id is None:
+            st.info("This run used a model from outside the app; train one here to use it.")
+            return
         files = st.file_uploader(
-            "Images",
+            f"Images ({services.IMAGE_TYPES_TEXT})",
             accept_multiple_files=True,
-            key="apply_images",
-            type=["tif", "tiff", "png", "jpg", "jpeg", "dm3", "dm4", "emd"],
+            # A new key after a run starts empties the uploader: no image is added twice.
+            key=f"apply_images_{state.get(state.UPLOAD_REVISION)}",
+            type=services.IMAGE_TYPES,
         )
         if files and st.button("Find objects in these images", key="apply_model"):
             try:
-                store = services.project_store()
-                names = []
-                for upload in files:
-                    _, record = store.add_image(project.project_id, upload.name, upload.getvalue())
-                    names.append(record.name)
-                train_job = project.train_jobs[-1].job_id
-                job_id = services.submit_prediction(project.project_id, train_job, names)
+                with st.spinner("Adding the images and sending them to the model…"):
+                    job_id = services.predict_new_images(
+                        project.project_id,
+                        model_job_id,
+                        [(upload.name, upload.getvalue()) for upload in files],
+                    )
             except NoCodeMLError as error:
                 st.error(str(error))
                 return
+            state.bump(state.UPLOAD_REVISION)
             state.put(state.RESULT_JOB_ID, job_id)
             st.rerun()
 

@@ -70,7 +70,7 @@ def render() -> None:
 def _new_project() -> None:
     with st.expander("Start a new project with your own image", expanded=False):
         st.caption(
-            "Images: TIFF, PNG, JPEG, DigitalMicrograph (.dm3/.dm4) or Velox .emd. "
+            f"Images: {services.IMAGE_TYPES_TEXT}. "
             "The pixel size is read from the file when it is stored there. For classification "
             "you can also upload a .zip with one folder per class (fresh/, sintered/, …)."
         )
@@ -88,12 +88,12 @@ def _new_project() -> None:
                 "Object types or classes, comma separated",
                 value="particle",
                 help="Detection: one name per kind of object you will outline, e.g. "
-                "'particle, single_site'. Classification: the classes, e.g. 'fresh, sintered' "
-                "(not needed with a zip of class folders).",
+                "'particle, single_site'. Classification: at least two classes, e.g. "
+                "'fresh, sintered' (not needed with a zip of class folders).",
             )
             upload = st.file_uploader(
                 "Images (or a .zip of class folders for classification)",
-                type=["tif", "tiff", "png", "jpg", "jpeg", "bmp", "dm3", "dm4", "emd", "zip"],
+                type=[*services.IMAGE_TYPES, "zip"],
                 accept_multiple_files=True,
                 key="new_images",
             )
@@ -101,12 +101,13 @@ def _new_project() -> None:
         if submitted:
             task = "classify" if "classification" in task_label else "detect"
             try:
-                project = services.create_project(
-                    name,
-                    task,
-                    [c for c in classes.split(",") if c.strip()],
-                    [(f.name, f.getvalue()) for f in upload or []],
-                )
+                with st.spinner("Reading the images and creating the project…"):
+                    project = services.create_project(
+                        name,
+                        task,
+                        [c for c in classes.split(",") if c.strip()],
+                        [(f.name, f.getvalue()) for f in upload or []],
+                    )
             except NoCodeMLError as error:
                 st.error(str(error))
                 return
@@ -138,12 +139,40 @@ def _project_list() -> None:
             if cols[2].button("Open", key=f"open_{project.project_id}"):
                 state.select_project(project.project_id)
                 navigation.go("label")
+            asked = ("project", project.project_id)
             if cols[3].button(
                 "Delete",
                 key=f"delete_{project.project_id}",
-                help="Deletes images and labels of this project",
+                help="Deletes images and labels of this project (asks first)",
             ):
-                services.project_store().delete(project.project_id)
-                if project.project_id == current:
-                    state.select_project(None)
-                st.rerun()
+                state.put(state.DELETE_ASKED, asked)
+            if state.get(state.DELETE_ASKED) == asked:
+                _confirm_delete(project, current)
+
+
+def _confirm_delete(project, current: str | None) -> None:
+    """The second click a project deletion needs: images and labels cannot be brought back."""
+    n_images = len(project.images)
+    st.warning(
+        f"Delete **{project.name}** with its {n_images} image(s) and their labels? "
+        "This cannot be undone. Trained models stay on the Models page."
+    )
+    cols = st.columns(2)
+    if cols[0].button(
+        f"Yes, delete {project.name} and all its images",
+        type="primary",
+        key=f"confirm_delete_{project.project_id}",
+    ):
+        state.put(state.DELETE_ASKED, None)
+        try:
+            services.project_store().delete(project.project_id)
+        except NoCodeMLError as error:
+            st.error(str(error))
+            return
+        if project.project_id == current:
+            state.select_project(None)
+        state.flash(f"Project '{project.name}' deleted.")
+        st.rerun()
+    if cols[1].button("No, keep it", key=f"keep_{project.project_id}"):
+        state.put(state.DELETE_ASKED, None)
+        st.rerun()

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from pipelines.errors import NoCodeMLError
+from streamlit_app import services
 from streamlit_app.views.stats_common import show_statistics
 
 
@@ -20,7 +21,7 @@ def render() -> None:
     labels = cols[0].file_uploader("LabelMe file (.json)", type=["json"], key="stats_labels")
     image = cols[1].file_uploader(
         "Its image (optional, for the pixel size)",
-        type=["tif", "tiff", "png", "jpg", "jpeg", "dm3", "dm4", "emd"],
+        type=services.IMAGE_TYPES,
         key="stats_image",
     )
     if labels is None:
@@ -40,29 +41,29 @@ def render() -> None:
     except NoCodeMLError as error:
         st.error(str(error))
         return
-    file_nm = None
+    file_nm, source = None, ""
     if image is not None:
         try:
-            file_nm = services_calibration(image.name, image.getvalue())
+            file_nm = services.calibration_of_upload(image.name, image.getvalue())
+            source = image.name
         except NoCodeMLError as error:
             st.error(f"{error} — the statistics below use the pixel size you enter.")
+    if not file_nm:
+        file_nm, source = services.labelme_pixel_size(text), labels.name
+    # 0 passes None on: pipelines.stats then uses the LabelMe file's own pixel size if it has
+    # one, so the field starts from that value and its label says so.
     nm_per_px = st.number_input(
-        "Pixel size (nm per pixel; 0 = unknown, sizes in pixels)",
+        "Pixel size (nm per pixel; 0 = the one stored in the LabelMe file, else sizes in pixels)",
         min_value=0.0,
         value=float(file_nm or 0.0),
         format="%.4f",
         key=f"stats_nm_{file_nm}",
-        help="Read from the image file when it stores it; otherwise take it from the microscope.",
+        help="Filled in from the image or the LabelMe file when they store it; otherwise take "
+        "it from the microscope.",
     )
     if file_nm:
-        st.caption(f"Pixel size read from {image.name}: {file_nm:g} nm per pixel.")
+        st.caption(f"Pixel size read from {source}: {file_nm:g} nm per pixel.")
     try:
         show_statistics(text, nm_per_px or None, "stats", labels.name.rsplit(".", 1)[0])
     except NoCodeMLError as error:
         st.error(str(error))
-
-
-def services_calibration(name: str, data: bytes) -> float | None:
-    from streamlit_app import services
-
-    return services.calibration_of_upload(name, data)

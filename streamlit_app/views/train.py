@@ -40,22 +40,28 @@ def render() -> None:
             list(labels),
             format_func=labels.get,
             key="preset",
-            captions=[p.explanation for p in services.PRESETS],
+            captions=[f"{p.explanation} {services.training_place(p)}" for p in services.PRESETS],
         )
+        # Empty by default: a value filled in here would be sent even after the user picks
+        # another preset (a form does not rerun on a change), overriding that preset's time.
         minutes = st.number_input(
             "Time budget (minutes)",
             min_value=0.1,
             max_value=240.0,
-            value=services.preset("quick").minutes,
+            value=None,
             step=0.5,
-            help="Training stops after this time and keeps the best model so far.",
+            placeholder="empty = the preset's time ("
+            + ", ".join(f"{p.key.capitalize()}: {p.minutes:g} min" for p in services.PRESETS)
+            + ")",
+            help="Training stops after this time and keeps the best model so far. Leave it "
+            "empty to train for the time of the preset you chose.",
             key="minutes",
         )
         start = st.form_submit_button("Start training", type="primary")
     if start:
         try:
             with st.spinner("Sending the images to the training job…"):
-                services.submit_training(project.project_id, key, float(minutes))
+                services.submit_training(project.project_id, key, minutes)
         except NoCodeMLError as error:
             st.error(str(error))
         else:
@@ -67,12 +73,15 @@ def render() -> None:
         st.info("No training yet. Choose a preset and click **Start training**.")
         return
     st.subheader("Latest training")
-    job_monitor(jobs[-1].job_id, follow_up=True)
+    if services.job_status_or_none(jobs[-1].job_id) is None:
+        st.warning("The latest model was deleted. Click **Start training** to train a new one.")
+    else:
+        job_monitor(jobs[-1].job_id, follow_up=True)
     if len(jobs) > 1:
         with st.expander(f"Earlier trainings ({len(jobs) - 1})"):
             for link in reversed(jobs[:-1]):
-                status = services.job_status(link.job_id)
-                st.write(f"`{link.job_id}` — {status.state}")
+                status = services.job_status_or_none(link.job_id)
+                st.write(f"`{link.job_id}` — {status.state if status else 'deleted'}")
 
 
 # Numbers a training reports, in plain words (others stay in the log and model.json).
@@ -121,7 +130,8 @@ def job_monitor(job_id: str, follow_up: bool = False, reload_when_done: bool = F
         label = "Classify all images →" if classify else "Find objects in all images →"
         if st.button(label, type="primary", key="find_objects"):
             try:
-                predict_id = services.submit_prediction(project_id, job_id)
+                with st.spinner("Sending the images to the model…"):
+                    predict_id = services.submit_prediction(project_id, job_id)
             except NoCodeMLError as error:
                 st.error(str(error))
                 return

@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from gpu_backend.projects import ProjectStore, adopt_predictions, count_labels
+from gpu_backend.projects import (
+    IMAGE_SUFFIXES,
+    Project,
+    ProjectStore,
+    adopt_predictions,
+    count_labels,
+)
 from gpu_backend.store import LocalStore
 from pipelines.errors import InvalidInput
 from pipelines.formats.labelme import Shape, new_document, parse_labelme, rectangle
@@ -78,3 +84,77 @@ def test_store_round_trip_of_adopted_labels(tmp_path) -> None:
     raw = json.loads(store.store.read_bytes(store.labels_key(project.project_id, record.name)))
     assert raw["imagePath"] == "image.png"
     assert sum(s["label"] == "particle" for s in raw["shapes"]) == 3
+
+
+def _png(tmp_path, height: int = 40, width: int = 60) -> bytes:
+    from PIL import Image
+
+    path = tmp_path / "image.png"
+    Image.fromarray(np.zeros((height, width), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def test_an_upload_keeps_its_own_name_beside_the_safe_stored_name(tmp_path) -> None:
+    """Downloads point to the user's file (``Pd on C (2).TIF``), storage uses a safe name."""
+    store = ProjectStore(LocalStore(tmp_path / "data"))
+    project = store.create("names", "detect", ["particle"])
+    _, record = store.add_image(project.project_id, "Pd on C (2).TIF", _png(tmp_path))
+    assert (record.name, record.file_name) == ("Pd_on_C_2", "Pd_on_C_2.tif")
+    stored = store.get(project.project_id).image("Pd_on_C_2")
+    assert stored.original_name == stored.user_file_name == "Pd on C (2).TIF"
+    assert stored.user_stem == "Pd on C (2)"
+    assert store.image_path(project.project_id, "Pd_on_C_2").name == "Pd_on_C_2.tif"
+    # The stored labels keep naming the stored file: the project folder opens in labelme.
+    assert store.labels(project.project_id, "Pd_on_C_2").image_path == "Pd_on_C_2.tif"
+
+
+def test_a_project_saved_before_original_names_were_kept_still_opens() -> None:
+    raw = {
+        "project_id": "20260101-000000-abcd",
+        "name": "old",
+        "images": [{"name": "a_b", "file_name": "a_b.png", "height_px": 4, "width_px": 4}],
+    }
+    (record,) = Project.from_dict(raw).images
+    assert record.original_name == ""
+    assert (record.user_file_name, record.user_stem) == ("a_b.png", "a_b")
+
+
+def test_the_store_takes_exactly_the_image_types_pipelines_imaging_reads(tmp_path) -> None:
+    from pipelines.imaging import SUPPORTED_EXTENSIONS
+
+    assert IMAGE_SUFFIXES == SUPPORTED_EXTENSIONS
+    assert ".ser" in IMAGE_SUFFIXES and ".bmp" not in IMAGE_SUFFIXES
+    store = ProjectStore(LocalStore(tmp_path / "data"))
+    project = store.create("types", "detect")
+    with pytest.raises(InvalidInput, match=r"unsupported file type \.bmp"):
+        store.add_image(project.project_id, "scan.bmp", b"BM")
+
+
+def test_deleting_an_image_removes_its_files_and_its_record(tmp_path) -> None:
+    store = ProjectStore(LocalStore(tmp_path / "data"))
+    project = store.create("delete", "detect", ["particle"])
+    _, kept = store.add_image(project.project_id, "kept.png", _png(tmp_path))
+    _, gone = store.add_image(project.project_id, "gone.png", _png(tmp_path))
+    folder = tmp_path / "data" / "projects" / project.project_id
+    before = {p.name for p in folder.rglob("*") if p.is_file()}
+    assert {"gone.png", "gone.json"} <= before
+    project = store.delete_image(project.project_id, gone.name)
+    assert [r.name for r in project.images] == [kept.name]
+    after = {p.name for p in folder.rglob("*") if p.is_file()}
+    assert before - after == {"gone.png", "gone.json"}  # image, labels (previews/gone.png)
+    assert not (folder / "previews" / "gone.png").exists()
+    with pytest.raises(InvalidInput, match="has no image 'gone'"):
+        store.delete_image(project.project_id, gone.name)
+
+
+def test_the_projects_linking_a_job_are_found_and_unlinked(tmp_path) -> None:
+    from gpu_backend.projects import JobLink
+
+    store = ProjectStore(LocalStore(tmp_path / "data"))
+    first = store.create("first", "detect")
+    second = store.create("second", "detect")
+    store.link_job(first.project_id, JobLink("job-1", "train", "2026-01-01T00:00:00+00:00"))
+    assert [p.project_id for p in store.projects_linking("job-1")] == [first.project_id]
+    assert store.projects_linking("job-2") == []
+    assert store.unlink_job(first.project_id, "job-1").jobs == ()
+    assert store.get(second.project_id).jobs == ()

@@ -51,6 +51,32 @@ def app(data_dir: Path):
     return AppTest.from_file(str(APP), default_timeout=60).run()
 
 
+@pytest.fixture
+def queued_jobs(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs the app submits wait in the store (queue launcher, no worker service): tests finish
+    them with ``tests.streamlit_app.finished_jobs`` instead of training."""
+    monkeypatch.setenv("NOCODE_ML_LAUNCHER", "queue")
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """``{file name: content}`` of every file the app offers for download while a test runs
+    (what ``st.download_button`` hands to Streamlit's media storage)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    offered: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename is not None:
+            data = path_or_data.encode() if isinstance(path_or_data, str) else path_or_data
+            offered[filename] = data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return offered
+
+
 @pytest.fixture(scope="session")
 def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The seeded synthetic sample on disk: image.tif (calibrated), labels.json, truth.json."""

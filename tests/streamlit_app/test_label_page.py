@@ -222,3 +222,78 @@ def test_a_correction_naming_a_crop_the_image_lacks_is_dropped(data_dir) -> None
     assert reloaded.session_state[state.CORRECTING] is None
     assert "correcting" not in reloaded.query_params
     assert not any("Correcting the model" in w.value for w in reloaded.warning)
+
+
+def _sample_on_label_page(app: AppTest) -> tuple[str, str]:
+    """The sample project open on the Label page: (project id, its image's name)."""
+    from streamlit_app import services
+
+    app.button(key="try_sample").click().run()
+    assert not app.exception and app.title[0].value.startswith("Label")
+    project_id = app.session_state[state.PROJECT_ID]
+    return project_id, services.project_store().get(project_id).images[0].name
+
+
+def test_an_added_image_keeps_its_name_in_downloaded_labels_and_is_added_once(
+    app: AppTest, downloads: dict[str, bytes]
+) -> None:
+    """``Pd on C (2).TIF`` is stored as Pd_on_C_2.tif, but its labels download as
+    ``Pd on C (2).json`` pointing to ``Pd on C (2).TIF``, the file the user has."""
+    import json
+
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    uploader = app.file_uploader(key="more_images_0")
+    assert ".ser" in uploader.proto.type and ".bmp" not in uploader.proto.type
+    png = store.preview_png(project_id, name)
+    uploader.set_value(("Pd on C (2).TIF", png, "image/tiff")).run()
+    app.button(key="add_images").click().run()
+    assert not app.exception and not app.error
+    assert len(store.get(project_id).images) == 2
+    # The uploader is a new, empty one: no "Add" to click a second time.
+    assert app.file_uploader(key="more_images_1").value == []
+    assert not [b for b in app.button if b.key == "add_images"]
+
+    app.selectbox(key="image_picker").set_value("Pd_on_C_2").run()
+    assert not app.exception
+    downloaded = json.loads(downloads["Pd on C (2).json"])
+    assert downloaded["imagePath"] == "Pd on C (2).TIF"
+    assert downloaded["imageData"] is None
+
+
+def test_an_image_is_deleted_after_a_second_click(app: AppTest) -> None:
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    store.add_image(project_id, "second.png", store.preview_png(project_id, name))
+    app.run()
+    app.button(key="delete_image").click().run()
+    assert len(store.get(project_id).images) == 2  # only asked
+    assert any("cannot be undone" in w.value for w in app.warning)
+    app.button(key="keep_image").click().run()
+    assert len(store.get(project_id).images) == 2
+    app.button(key="delete_image").click().run()
+    app.button(key="confirm_delete_image").click().run()
+    assert not app.exception
+    assert [r.name for r in store.get(project_id).images] == ["second"]
+    assert app.success[0].value == "sample_particles.tif deleted."
+    assert app.title[0].value.startswith("Label")
+
+
+def test_unreadable_labels_offer_the_image_deletion_they_advise(app: AppTest) -> None:
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    store.store.write_bytes(store.labels_key(project_id, name), b'{"shapes": 3}')
+    app.run()
+    assert not app.exception
+    assert "or delete the image" in app.error[0].value
+    app.button(key="delete_image").click().run()
+    app.button(key="confirm_delete_image").click().run()
+    assert not app.exception
+    assert store.get(project_id).images == ()
+    assert app.file_uploader(key="more_images_0")  # an empty project asks for images

@@ -1,4 +1,5 @@
-"""Start page under AppTest: new projects from uploads, and refused uploads leaving nothing."""
+"""Start page under AppTest: new projects from uploads, refused uploads leaving nothing, and
+deleting a project only after a second click."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipelines.synthetic_classes import write_synthetic_classification
 from streamlit_app import services
+from streamlit_app.navigation import GOTO
 
 
 def _class_zip(tmp_path, classes=("rods", "spheres")) -> bytes:
@@ -61,3 +63,54 @@ def test_refused_uploads_say_what_to_do_and_keep_nothing(app: AppTest, tmp_path)
     # The page still works: the sample opens.
     app.button(key="try_sample").click().run()
     assert not app.exception and app.title[0].value.startswith("Label")
+
+
+def _png() -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.full((32, 32), 128, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_classification_project_needs_two_classes(app: AppTest) -> None:
+    """The pre-filled 'particle' alone would make a project that can never train."""
+    image = [("a.png", _png(), "image/png")]
+    app = _create(app, "One class", "classify", image)
+    assert not app.exception
+    assert "needs at least two classes (you gave: particle)" in app.error[0].value
+    assert services.project_store().list_projects() == []
+    app.text_input[1].set_value("fresh, sintered")
+    app = _create(app, "Two classes", "classify", image)
+    assert not app.exception and not app.error
+    (project,) = services.project_store().list_projects()
+    assert [c.name for c in project.classes] == ["fresh", "sintered"]
+
+
+def test_the_uploader_offers_the_image_types_the_project_accepts(app: AppTest) -> None:
+    from pipelines.imaging import SUPPORTED_EXTENSIONS
+
+    offered = list(app.file_uploader(key="new_images").proto.type)
+    assert offered == [*SUPPORTED_EXTENSIONS, ".zip"]  # .ser included, .bmp (refused) not
+
+
+def test_deleting_a_project_asks_first(app: AppTest) -> None:
+    app.button(key="try_sample").click().run()
+    (project,) = services.project_store().list_projects()
+    app.session_state[GOTO] = "start"
+    app.run()
+    delete = f"delete_{project.project_id}"
+    app.button(key=delete).click().run()
+    assert services.project_store().list_projects() == [project]  # only asked
+    confirm = app.button(key=f"confirm_delete_{project.project_id}")
+    assert confirm.label == f"Yes, delete {project.name} and all its images"
+    app.button(key=f"keep_{project.project_id}").click().run()
+    assert services.project_store().list_projects() == [project]
+    assert not [b for b in app.button if b.key == confirm.key]
+    app.button(key=delete).click().run()
+    app.button(key=confirm.key).click().run()
+    assert not app.exception
+    assert services.project_store().list_projects() == []
+    assert app.session_state["project_id"] is None  # it was the open project
+    assert app.success[0].value == f"Project '{project.name}' deleted."

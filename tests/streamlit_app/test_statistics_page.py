@@ -40,9 +40,11 @@ def test_labelme_and_image_give_calibrated_statistics(app: AppTest, sample_files
 
 
 def test_uncalibrated_labels_give_pixel_sizes(app: AppTest, sample_files) -> None:
+    raw = json.loads(sample_files["labels"].read_bytes())
+    raw.pop("nocode_ml", None)  # the sample's labels carry its pixel size
     app = _goto(app, "statistics")
     app.file_uploader(key="stats_labels").set_value(
-        ("labels.json", sample_files["labels"].read_bytes(), "application/json")
+        ("labels.json", json.dumps(raw).encode(), "application/json")
     ).run()
     assert not app.exception and not app.error
     assert "(px)" in app.metric[1].label
@@ -70,3 +72,29 @@ def test_bad_json_shows_an_error_and_the_page_keeps_working(app: AppTest, sample
         ("labels.json", sample_files["labels"].read_bytes(), "application/json")
     ).run()
     assert not app.error and app.metric
+
+
+def test_a_pixel_size_stored_in_the_labelme_file_fills_the_field(
+    app: AppTest, sample_files
+) -> None:
+    """The field says what 0 means and starts from the file's own pixel size."""
+    raw = json.loads(sample_files["labels"].read_bytes())
+    raw["nocode_ml"] = {"nm_per_px": 0.5}
+    app = _goto(app, "statistics")
+    app.file_uploader(key="stats_labels").set_value(
+        ("calibrated.json", json.dumps(raw).encode(), "application/json")
+    ).run()
+    assert not app.exception and not app.error
+    nm_input = next(n for n in app.number_input if n.key.startswith("stats_nm_"))
+    assert nm_input.value == 0.5
+    assert "0 = the one stored in the LabelMe file, else sizes in pixels" in nm_input.label
+    read = "Pixel size read from calibrated.json: 0.5 nm per pixel."
+    assert any(c.value == read for c in app.caption)
+    assert "(nm)" in app.metric[1].label
+
+
+def test_the_image_uploader_takes_the_types_the_app_reads(app: AppTest) -> None:
+    from pipelines.imaging import SUPPORTED_EXTENSIONS
+
+    app = _goto(app, "statistics")
+    assert list(app.file_uploader(key="stats_image").proto.type) == list(SUPPORTED_EXTENSIONS)

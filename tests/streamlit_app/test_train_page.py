@@ -1,10 +1,17 @@
-"""Words the Train and Models pages show about a finished training."""
+"""Train page: presets and their time budget, where training runs, and the words shown about
+a finished (or deleted) training."""
 
 from __future__ import annotations
 
+import pytest
+from streamlit.testing.v1 import AppTest
+
 from pipelines.detection.tuning import weak_class_advice
+from streamlit_app import services
+from streamlit_app.navigation import GOTO
 from streamlit_app.views.models import summary_words
 from streamlit_app.views.train import metric_words
+from tests.streamlit_app.finished_jobs import finish_training
 
 
 def test_a_class_found_poorly_on_its_own_crops_gets_a_warning_that_says_what_to_do() -> None:
@@ -32,3 +39,76 @@ def test_the_models_page_names_the_object_types_a_model_finds_poorly() -> None:
     ]
     assert summary_words("failed", {}) == ["failed"]
     assert summary_words("running", {"weak_classes": None}) == ["running"]
+
+
+def _train_page(app: AppTest) -> tuple[AppTest, str]:
+    """The sample project on the Train page: (app, project id)."""
+    app.button(key="try_sample").click().run()
+    app.session_state[GOTO] = "train"
+    app.run()
+    assert not app.exception and app.title[0].value.startswith("Train")
+    return app, app.session_state["project_id"]
+
+
+def _start(app: AppTest) -> AppTest:
+    return next(b for b in app.button if b.label == "Start training").click().run()
+
+
+def test_the_chosen_presets_time_applies_unless_the_user_types_one(
+    queued_jobs, app: AppTest
+) -> None:
+    """The empty time field means "the preset's time": Accurate trains 20 min, not Quick's 3."""
+    app, project_id = _train_page(app)
+    app.radio(key="preset").set_value("accurate")
+    app = _start(app)
+    assert not app.exception and not app.error
+    (link,) = services.project_store().get(project_id).train_jobs
+    spec = services.job_client().spec(link.job_id)
+    assert (spec.minutes, spec.device) == (services.preset("accurate").minutes, "auto")
+
+    app.radio(key="preset").set_value("quick")
+    app.number_input(key="minutes").set_value(1.5)
+    app = _start(app)
+    assert not app.exception and not app.error
+    latest = services.project_store().get(project_id).train_jobs[-1]
+    assert services.job_client().spec(latest.job_id).minutes == 1.5
+
+
+def test_without_a_gpu_the_accurate_preset_says_it_trains_on_this_computers_cpu(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "_local_gpu", lambda: False)
+    app, _ = _train_page(app)
+    quick, accurate = app.radio(key="preset").proto.captions
+    assert "Runs on this computer's processor (CPU): no GPU was found here" in accurate
+    assert "GPU backend" not in accurate
+    assert quick.endswith("Runs on this computer's processor (CPU).")
+
+
+def test_the_machine_a_preset_trains_on_is_said_plainly() -> None:
+    quick, accurate = services.preset("quick"), services.preset("accurate")
+    assert "CPU" in services.where_training_runs(accurate, "local", local_gpu=False)
+    assert services.where_training_runs(accurate, "local", local_gpu=True) == (
+        "Runs on this computer's GPU."
+    )
+    assert "CPU" in services.where_training_runs(quick, "local", local_gpu=True)
+    assert "job machine" in services.where_training_runs(accurate, "batch", local_gpu=False)
+
+
+def test_a_deleted_model_leaves_a_one_line_message_not_a_traceback(
+    queued_jobs, app: AppTest
+) -> None:
+    """A model deleted outside the Models page (command line) while its project links it."""
+    app, project_id = _train_page(app)
+    job_id = services.submit_training(project_id, "quick")
+    finish_training(job_id)
+    latest = services.submit_training(project_id, "quick")
+    services.job_client().delete(job_id)  # as `nocode-ml jobs delete` does
+    app.run()
+    assert not app.exception
+    earlier = [m.value for m in app.markdown if job_id in m.value]
+    assert earlier == [f"`{job_id}` — deleted"]
+    services.job_client().delete(latest, force=True)
+    app.run()
+    assert not app.exception and not app.error
+    assert app.warning[0].value.startswith("The latest model was deleted.")
