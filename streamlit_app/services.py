@@ -504,10 +504,19 @@ def delete_model(train_job_id: str) -> None:
         store.unlink_job(project.project_id, train_job_id)
 
 
-def labelme_download(record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
+def labelme_download(project_id: str, record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
     """``(json text, file name)`` of labels to download: ``imagePath`` and the file name follow
-    the name the image was uploaded with, so the file opens in labelme beside the user's image."""
-    document = {**labelme_raw, "imagePath": record.user_file_name, "imageData": None}
+    the name the image was uploaded with, so the file opens in labelme beside the user's image.
+    For a microscope file labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as
+    ``imageData``, made from the image's 8-bit view."""
+    from pipelines.formats.labelme import image_data_of, labelme_opens
+
+    image_data = None
+    if not labelme_opens(record.user_file_name):
+        image_data = labelme_raw.get("imageData") or image_data_of(
+            project_store().preview_png(project_id, record.name)
+        )
+    document = {**labelme_raw, "imagePath": record.user_file_name, "imageData": image_data}
     return json.dumps(document, indent=2, ensure_ascii=False), f"{record.user_stem}.json"
 
 

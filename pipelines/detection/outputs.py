@@ -28,6 +28,8 @@ from pipelines.fileio import (
 from pipelines.formats.labelme import (
     METADATA_KEY,
     LabelMeDocument,
+    image_data_of,
+    labelme_opens,
     new_document,
     write_labelme,
 )
@@ -90,6 +92,19 @@ def overlay_rgb(pixels: np.ndarray, detections: Detections) -> np.ndarray:
     colours = palette[lookup[labels[edges]] % len(palette)]
     rgb[edges] = colours
     return rgb
+
+
+def grey_png_bytes(pixels: np.ndarray) -> bytes:
+    """The image as an 8-bit PNG (percentile stretch): what labelme shows of a microscope file
+    it cannot read itself."""
+    from PIL import Image
+
+    from pipelines.imaging import to_float01
+
+    grey = np.round(to_float01(pixels) * 255.0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def overlay_png_bytes(pixels: np.ndarray, detections: Detections) -> bytes:
@@ -216,6 +231,8 @@ def write_outputs(
     document = to_document(detections, image_path.name)
     metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
     metadata["shapes_sha256"] = shapes_fingerprint(document.to_dict()["shapes"])
+    if not labelme_opens(image_path.name):
+        document.image_data = image_data_of(grey_png_bytes(pixels))
     document.extra[METADATA_KEY] = {k: v for k, v in metadata.items() if v is not None}
     overlay_png = overlay_png_bytes(pixels, detections)
     table = stats_csv(document, nm_per_px)

@@ -57,6 +57,9 @@ OUTSIDE_TOLERANCE_PX = 1.0
 # How far (px) a corner of a polygon crop may be from its bounding box's corner.
 CROP_CORNER_TOLERANCE_PX = 1.0
 MAX_JSON_BYTES = 512 * 1024 * 1024
+# Image files labelme reads itself (through Pillow). A LabelMe file for any other image (dm3,
+# dm4, emd, ser) carries the picture as imageData, or labelme cannot open it.
+LABELME_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _SHAPE_KEYS = ("label", "points", "group_id", "description", "shape_type", "flags")
 _TOP_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
 
@@ -481,6 +484,16 @@ def check_image_size(
             f"{where} was drawn on a {document.image_width}x{document.image_height} image but the "
             f"image is {width}x{height}; choose the matching image or re-label it"
         )
+
+
+def labelme_opens(image_name: str) -> bool:
+    """Whether labelme can read the image file ``image_name`` by itself."""
+    return PurePosixPath(image_name.replace("\\", "/")).suffix.lower() in LABELME_IMAGE_SUFFIXES
+
+
+def image_data_of(png: bytes) -> str:
+    """``imageData`` (base64 text) holding a PNG, as labelme stores it."""
+    return base64.b64encode(png).decode("ascii")
 
 
 def new_document(

@@ -448,7 +448,9 @@ def _class_counts(project: Project) -> None:
 def _import_export(project: Project, name: str, document: LabelMeDocument | None) -> None:
     store = services.project_store()
     if document is not None:
-        text, file_name = services.labelme_download(project.image(name), document.to_dict())
+        text, file_name = services.labelme_download(
+            project.project_id, project.image(name), document.to_dict()
+        )
         st.download_button(
             "Download labels (LabelMe JSON)",
             text,

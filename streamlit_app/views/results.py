@@ -62,7 +62,7 @@ def render() -> None:
         return
     document_raw = json.loads(services.job_client().read_result(chosen, key))
     # The user's own file name: the downloaded file opens in labelme beside their image.
-    labelme_json, labelme_name = services.labelme_download(record, document_raw)
+    labelme_json, labelme_name = services.labelme_download(project.project_id, record, document_raw)
     _overlay(project, name, document_raw)
     st.subheader("Sizes and statistics")
     show_statistics(labelme_json, record.nm_per_px, f"results_{name}", record.user_stem)

@@ -297,3 +297,30 @@ def test_unreadable_labels_offer_the_image_deletion_they_advise(app: AppTest) ->
     assert not app.exception
     assert store.get(project_id).images == ()
     assert app.file_uploader(key="more_images_0")  # an empty project asks for images
+
+
+def test_labels_of_a_microscope_file_download_with_the_picture_inside(
+    app: AppTest, downloads: dict[str, bytes], tmp_path
+) -> None:
+    """labelme cannot read a dm4: the downloaded labels carry the image's 8-bit view."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from streamlit_app import services
+    from tests.pipelines.conftest_imaging import write_dm
+
+    project_id, _ = _sample_on_label_page(app)
+    pixels = np.arange(60 * 80, dtype=np.float32).reshape(60, 80)
+    scan = write_dm(tmp_path / "scan.dm4", pixels, version=4, scale=0.2, units="nm")
+    services.project_store().add_image(project_id, "scan.dm4", scan.read_bytes())
+    app.run()
+    app.selectbox(key="image_picker").set_value("scan").run()
+    assert not app.exception
+    downloaded = json.loads(downloads["scan.json"])
+    assert downloaded["imagePath"] == "scan.dm4"
+    shown = Image.open(io.BytesIO(base64.b64decode(downloaded["imageData"])))
+    assert shown.size == (80, 60)

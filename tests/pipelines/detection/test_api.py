@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pipelines import tasks
 from pipelines.artifact import MODEL_JSON, WEIGHTS_FILE
@@ -460,3 +462,22 @@ def test_cli_refuses_an_output_folder_that_is_a_file_before_the_network_runs(
         capsys.readouterr().err.strip()
         == f"error: {taken} is a file, not a folder; give a folder name"
     )
+
+
+def test_labelme_opens_the_prediction_of_a_microscope_file(tiny_model, labelled, tmp_path):
+    """labelme cannot read dm4 itself: the JSON carries the picture, the dm4 stays the source."""
+    from labelme import LabelFile
+
+    from tests.pipelines.conftest_imaging import write_dm
+
+    pixels = labelled[0].pixels
+    scan = write_dm(tmp_path / "scan.dm4", pixels.astype(np.float32), version=4, units="nm")
+    json_path = api.predict(tiny_model, [scan], tmp_path / "out")[0]
+    label_file = LabelFile(filename=str(json_path))
+    shown = np.asarray(Image.open(io.BytesIO(label_file.image_data)))
+    assert shown.shape == pixels.shape and shown.dtype == np.uint8
+    document = read_labelme(json_path)
+    assert document.image_path == "scan.dm4"
+    assert len(label_file.shapes) == len(document.object_shapes)
+    tif = api.predict(tiny_model, [labelled[1].parent / "image.tif"], tmp_path / "tif")[0]
+    assert read_labelme(tif).image_data is None  # labelme reads TIFF itself
