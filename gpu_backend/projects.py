@@ -10,7 +10,9 @@ Layout of a project in the store::
     projects/<id>/project.json          the Project record (below)
     projects/<id>/images/<name>.<ext>   the uploaded image, unchanged, under a safe name
     projects/<id>/images/<name>.json    its LabelMe file (imagePath = the stored file name,
-                                        so the folder opens as it is in labelme)
+                                        so the folder opens as it is in labelme; a dm3/dm4/
+                                        emd/ser image, which labelme cannot read, only through
+                                        a download, which carries the picture as imageData)
     projects/<id>/previews/<name>.png   an 8-bit RGB view for the browser
 
 The stored name is made safe for every store (``Pd on C (2).TIF`` → ``Pd_on_C_2.tif``); the
@@ -41,7 +43,13 @@ import numpy as np
 from gpu_backend.errors import KeyNotFound
 from gpu_backend.store import LocalStore, Store
 from pipelines.errors import InvalidInput, InvalidLabels
-from pipelines.formats.labelme import LabelMeDocument, Shape, new_document, parse_labelme
+from pipelines.formats.labelme import (
+    LabelMeDocument,
+    Shape,
+    is_crop_label,
+    new_document,
+    parse_labelme,
+)
 from pipelines.imaging import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -136,7 +144,7 @@ class Project:
 
     def colour_of(self, class_name: str) -> str:
         """Display colour of a class (crops are red; unknown classes grey)."""
-        if class_name == "crop":
+        if is_crop_label(class_name):
             return CROP_COLOUR
         for item in self.classes:
             if item.name == class_name:
@@ -203,7 +211,7 @@ def count_labels(document: LabelMeDocument) -> LabelCounts:
 def check_class_name(name: str) -> str:
     """A class name usable as a LabelMe label and a file name; returns it stripped."""
     name = name.strip()
-    if name == "crop":
+    if is_crop_label(name):
         raise InvalidInput("'crop' is reserved for the labelled regions; choose another class name")
     if not _CLASS_NAME.match(name):
         raise InvalidInput(
@@ -613,7 +621,7 @@ def adopt_predictions(
     """
     from skimage.measure import points_in_poly
 
-    from pipelines.formats.labelme import rectangle
+    from pipelines.formats.labelme import CROP_LABEL, rectangle
 
     width, height = labels.image_width, labels.image_height
     if box is None:
@@ -623,7 +631,7 @@ def adopt_predictions(
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise InvalidInput("the region is empty; choose a region at least a few pixels wide")
     # LabelMe pixel centres sit on integers: a crop over pixels [x0, x1) spans x0-0.5 … x1-0.5.
-    crop = rectangle("crop", x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)
+    crop = rectangle(CROP_LABEL, x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)
     bx0, by0, bx1, by1 = crop.bounds()
     user_polygons = [
         shape.points for shape in labels.object_shapes if shape.shape_type == "polygon"

@@ -197,8 +197,13 @@ def _unpack_model_zip(source: Path, folder: Path) -> Path:
                 if Path(member.filename).is_absolute() or ".." in parts:
                     raise ModelError(f"{source.name} holds a file outside its folder; refused")
             archive.extractall(folder)
-    except (zipfile.BadZipFile, OSError) as error:
+    except zipfile.BadZipFile as error:
         raise ModelError(f"{source.name} is a damaged zip ({error}); download it again") from error
+    except OSError as error:  # disk full or no permission in the temporary folder
+        raise ModelError(
+            f"cannot unpack {source.name} ({error.strerror or error}); free some disk space, "
+            "or unzip it yourself and give the folder"
+        ) from error
     found = sorted(folder.rglob(MODEL_JSON), key=lambda p: len(p.parts))
     if not found:
         raise ModelError(

@@ -444,17 +444,30 @@ def predict_new_images(project_id: str, model_job_id: str, uploads: list[tuple[s
     objects; returns the prediction job id. The model is checked before any image is added,
     and no image is kept when one is refused or the job cannot be sent."""
     check_model(model_job_id)
+    names = add_images(project_id, uploads)
+    try:
+        return submit_prediction(project_id, model_job_id, names)
+    except NoCodeMLError:
+        for name in names:  # a second try must not add them twice
+            project_store().delete_image(project_id, name)
+        raise
+
+
+def add_images(project_id: str, uploads: list[tuple[str, bytes]]) -> list[str]:
+    """Add uploaded images to a project, all or none: when one is refused, those added before
+    it are removed again, so clicking "Add" once more does not store them twice. Returns the
+    names the images got."""
     store = project_store()
     names: list[str] = []
     try:
         for file_name, data in uploads:
             _, record = store.add_image(project_id, file_name, data)
             names.append(record.name)
-        return submit_prediction(project_id, model_job_id, names)
     except NoCodeMLError:
-        for name in names:  # a second try must not add them twice
+        for name in names:
             store.delete_image(project_id, name)
         raise
+    return names
 
 
 def adopt_predictions(
@@ -504,20 +517,27 @@ def delete_model(train_job_id: str) -> None:
         store.unlink_job(project.project_id, train_job_id)
 
 
-def labelme_download(project_id: str, record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
-    """``(json text, file name)`` of labels to download: ``imagePath`` and the file name follow
-    the name the image was uploaded with, so the file opens in labelme beside the user's image.
-    For a microscope file labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as
-    ``imageData``, made from the image's 8-bit view."""
-    from pipelines.formats.labelme import image_data_of, labelme_opens
-
-    image_data = None
-    if not labelme_opens(record.user_file_name):
-        image_data = labelme_raw.get("imageData") or image_data_of(
-            project_store().preview_png(project_id, record.name)
-        )
-    document = {**labelme_raw, "imagePath": record.user_file_name, "imageData": image_data}
+def labelme_for_user(record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
+    """``(json text, file name)`` of labels as the user downloads them: ``imagePath`` and the
+    file name follow the name the image was uploaded with, so the file opens in labelme beside
+    the user's image. No ``imageData`` (see :func:`labelme_file`), so the text stays small
+    enough to show statistics from on every rerun."""
+    document = {**labelme_raw, "imagePath": record.user_file_name, "imageData": None}
     return json.dumps(document, indent=2, ensure_ascii=False), f"{record.user_stem}.json"
+
+
+def labelme_file(project_id: str, record: ImageRecord, labelme_json: str) -> bytes:
+    """The file a LabelMe download button hands out, made when it is clicked: for an image
+    labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as ``imageData``, the same
+    8-bit view that prediction writes."""
+    from pipelines.formats.labelme import image_data_of, labelme_opens
+    from pipelines.imaging import grey8_png, load_image
+
+    if labelme_opens(record.user_file_name):
+        return labelme_json.encode("utf-8")
+    pixels = load_image(project_store().image_path(project_id, record.name)).pixels
+    document = {**json.loads(labelme_json), "imageData": image_data_of(grey8_png(pixels))}
+    return json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
 
 
 # -- statistics ---------------------------------------------------------------------------------

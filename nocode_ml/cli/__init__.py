@@ -10,9 +10,11 @@ handlers so ``nocode-ml --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -71,17 +73,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # Output piped into `head` and the like: stop quietly, as other command-line tools do.
-        # stdout goes to devnull so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError as error:
+        if _stdout_closed():
+            # Output piped into `head` and the like: stop quietly, as other tools do.
+            return 1
+        return _system_error(error)
     except OSError as error:
-        # The file system refused (disk full, permissions, a file where a folder should be):
-        # one line, not a traceback; the path says where.
-        where = f" ({error.filename})" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
-        return 1
+        return _system_error(error)
+
+
+def _stdout_closed() -> bool:
+    """Whether our standard output is a pipe whose reader has gone (and not some other pipe
+    broke); if so, point it at devnull so the interpreter's final flush does not fail again."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):  # stdout replaced by an object without a file descriptor
+        return False
+    try:
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError):  # no poll() (Windows): assume it was stdout
+        closed = True
+    if closed:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
+    return closed
+
+
+def _system_error(error: OSError) -> int:
+    """The operating system refused (disk full, permissions, a file where a folder should be,
+    a lost connection): one line naming the paths; the traceback with ``--verbose``."""
+    log.debug("system error", exc_info=error)
+    paths = [str(p) for p in (error.filename, error.filename2) if p]
+    where = f" ({' -> '.join(paths)})" if paths else ""
+    print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

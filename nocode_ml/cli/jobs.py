@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument(
         "--model",
         metavar="MODEL_DIR|JOB_ID",
-        help="predict with this model folder or the model of a succeeded training job",
+        help="predict with this model folder, a model zip from the app, or the model of a "
+        "succeeded training job",
     )
     submit.add_argument(
         "--option",
@@ -208,15 +209,18 @@ def _follow_and_report(client: JobClient, job_id: str) -> int:
 def run_submit(args: argparse.Namespace) -> int:
     client = make_client(args)
     if args.model:
+        from pipelines.artifact import opened_model
+
         if args.set:
             print("note: --set is ignored for prediction jobs; use --option", file=sys.stderr)
-        status = client.submit_prediction(
-            args.model,
-            args.inputs,
-            device=args.device,
-            options=parse_config_overrides(args.option),
-            name=args.name,
-        )
+        with opened_model(args.model) as model:  # a zip is unpacked until it is uploaded
+            status = client.submit_prediction(
+                model,
+                args.inputs,
+                device=args.device,
+                options=parse_config_overrides(args.option),
+                name=args.name,
+            )
     else:
         status = client.submit_training(
             args.task,

@@ -94,19 +94,6 @@ def overlay_rgb(pixels: np.ndarray, detections: Detections) -> np.ndarray:
     return rgb
 
 
-def grey_png_bytes(pixels: np.ndarray) -> bytes:
-    """The image as an 8-bit PNG (percentile stretch): what labelme shows of a microscope file
-    it cannot read itself."""
-    from PIL import Image
-
-    from pipelines.imaging import to_float01
-
-    grey = np.round(to_float01(pixels) * 255.0).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(grey).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def overlay_png_bytes(pixels: np.ndarray, detections: Detections) -> bytes:
     """The overlay (:func:`overlay_rgb`) encoded as PNG."""
     from PIL import Image
@@ -154,10 +141,10 @@ def shapes_fingerprint(shapes: list[dict[str, Any]]) -> str:
 def check_outputs_free(image_paths: list[Path], out_dir: Path) -> None:
     """Refuse to predict where a file the user made would be overwritten.
 
-    ``<stem>.json`` may be replaced only when it is a prediction (a ``nocode_ml`` object) whose
-    shapes nobody has edited since; hand-drawn labels or corrections made in labelme are kept.
-    The image copy beside it may be replaced only by the same image. Called for every image
-    before anything is written.
+    ``<stem>.json`` may be replaced only when it is a prediction (a ``nocode_ml`` object with
+    its model) whose shapes nobody has edited since; hand-drawn labels or corrections made in
+    labelme are kept. The image copy beside it may be replaced only by the same image. Called
+    for every image before anything is written.
     """
     check_folder_target(out_dir)
     for image_path in image_paths:
@@ -187,15 +174,17 @@ def is_unedited_prediction(path: Path) -> bool:
 
 
 def _prediction_state(path: Path) -> str:
-    """Whether a file was written by prediction (its ``nocode_ml`` object) and, if so, whether
-    its shapes are still those prediction wrote. Files written before the fingerprint was
-    kept cannot tell, so they count as edited; so do shapes damaged by hand."""
+    """Whether a file was written by prediction (its ``nocode_ml`` object names a model) and,
+    if so, whether its shapes are still those prediction wrote. Files written before the
+    fingerprint was kept cannot tell, so they count as edited; so do shapes damaged by hand."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return NOT_PREDICTED
     meta = raw.get(METADATA_KEY) if isinstance(raw, dict) else None
-    if not isinstance(meta, dict):
+    # Labels can carry our metadata too (a pixel size from the generator or the app); only a
+    # prediction records the model, and now the fingerprint.
+    if not isinstance(meta, dict) or not ({"model", "shapes_sha256"} & set(meta)):
         return NOT_PREDICTED
     stored = meta.get("shapes_sha256")
     try:
@@ -232,7 +221,9 @@ def write_outputs(
     metadata: dict[str, Any] = {"nm_per_px": nm_per_px, **(provenance or {})}
     metadata["shapes_sha256"] = shapes_fingerprint(document.to_dict()["shapes"])
     if not labelme_opens(image_path.name):
-        document.image_data = image_data_of(grey_png_bytes(pixels))
+        from pipelines.imaging import grey8_png
+
+        document.image_data = image_data_of(grey8_png(pixels))
     document.extra[METADATA_KEY] = {k: v for k, v in metadata.items() if v is not None}
     overlay_png = overlay_png_bytes(pixels, detections)
     table = stats_csv(document, nm_per_px)

@@ -10,8 +10,8 @@ Coordinates: LabelMe stores ``[x, y]`` points; we keep them as an ``(N, 2)`` flo
 convention). Conversion to row/column happens only in :mod:`pipelines.formats.masks`.
 
 Convention: rectangles labelled ``crop`` (any case) mark fully-labelled training regions; a file
-without a crop counts as labelled everywhere. A crop drawn with the polygon tool is read as a
-rectangle when its four corners are one; any other crop shape is refused, so it never turns
+without a crop counts as labelled everywhere. A crop clicked as four corners with the polygon
+tool is read as the rectangle inside them; any other crop shape is refused, so it never turns
 into an object class. Rectangles saved with four corners (X-AnyLabeling) become two.
 """
 
@@ -54,8 +54,10 @@ MIN_POINTS = {
 # How far (px) a vertex may lie outside the image before the shape counts as outside: labelme
 # lets a click land on the last pixel's outer edge, and contours of border objects touch it.
 OUTSIDE_TOLERANCE_PX = 1.0
-# How far (px) a corner of a polygon crop may be from its bounding box's corner.
-CROP_CORNER_TOLERANCE_PX = 1.0
+# How far a corner of a crop clicked as a polygon may be from its bounding box's corner: the
+# larger of 2 px and 5 % of the box's shorter side (a steady hand on a zoomed-out image).
+CROP_CORNER_TOLERANCE_PX = 2.0
+CROP_CORNER_TOLERANCE_SHARE = 0.05
 MAX_JSON_BYTES = 512 * 1024 * 1024
 # Image files labelme reads itself (through Pillow). A LabelMe file for any other image (dm3,
 # dm4, emd, ser) carries the picture as imageData, or labelme cannot open it.
@@ -211,21 +213,26 @@ def _two_corners(points: np.ndarray) -> np.ndarray:
     return np.array([points.min(axis=0), points.max(axis=0)])
 
 
-def _is_axis_rectangle(points: np.ndarray) -> bool:
-    """Four corners (a repeated closing point allowed) on their bounding box's corners."""
+def _drawn_rectangle(points: np.ndarray) -> np.ndarray | None:
+    """A crop clicked as four corners with the polygon tool: the two corners of the largest
+    axis-aligned rectangle inside them (all of it is in what the user outlined), or ``None``
+    when the polygon is not near enough a rectangle."""
     if len(points) == 5 and np.allclose(points[0], points[-1]):
         points = points[:-1]
     if len(points) != 4:
-        return False
+        return None
     low, high = points.min(axis=0), points.max(axis=0)
-    if np.any(high - low <= 2 * CROP_CORNER_TOLERANCE_PX):
-        return False
-    corners = np.array([[x, y] for x in (low[0], high[0]) for y in (low[1], high[1])])
-    distance = np.abs(points[:, None, :] - corners[None, :, :]).max(axis=2)
-    nearest = distance.argmin(axis=1)
-    return len(set(nearest.tolist())) == 4 and bool(
-        (distance.min(axis=1) <= CROP_CORNER_TOLERANCE_PX).all()
-    )
+    tolerance = max(CROP_CORNER_TOLERANCE_PX, CROP_CORNER_TOLERANCE_SHARE * min(high - low))
+    if np.any(high - low <= 2 * tolerance):
+        return None
+    at_high = points > (low + high) / 2  # which side of the centre, per axis
+    corners = at_high[:, 0] * 2 + at_high[:, 1]
+    off = np.abs(points - np.where(at_high, high, low)).max(axis=1)
+    if len(set(corners.tolist())) != 4 or np.any(off > tolerance):
+        return None
+    inner_low = [points[~at_high[:, axis], axis].max() for axis in (0, 1)]
+    inner_high = [points[at_high[:, axis], axis].min() for axis in (0, 1)]
+    return np.array([inner_low, inner_high])
 
 
 def _parse_shape(raw: Any, index: int, where: str) -> Shape:
@@ -262,12 +269,13 @@ def _parse_shape(raw: Any, index: int, where: str) -> Shape:
     extra = {k: v for k, v in raw.items() if k not in _SHAPE_KEYS}
     points = np.asarray(points, dtype=np.float64)
     if is_crop_label(label) and shape_type != "rectangle":
-        if shape_type != "polygon" or not _is_axis_rectangle(points):
+        drawn = _drawn_rectangle(points) if shape_type == "polygon" else None
+        if drawn is None:
             raise InvalidLabels(
                 f"{name} ('{label}') is a {shape_type}, but a crop must be a rectangle; "
                 "redraw it with labelme's Create Rectangle tool"
             )
-        shape_type = "rectangle"
+        shape_type, points = "rectangle", drawn
     return Shape(
         label=label,
         points=points,

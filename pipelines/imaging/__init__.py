@@ -16,7 +16,7 @@ Example::
 """
 
 from pipelines.imaging.calibration import Calibration, calibration_from_scale, nm_per_unit
-from pipelines.imaging.display import display_limits, to_float01, to_rgb8
+from pipelines.imaging.display import display_limits, grey8_png, to_float01, to_grey8, to_rgb8
 from pipelines.imaging.loading import (
     SUPPORTED_EXTENSIONS,
     LoadedImage,
@@ -34,11 +34,13 @@ __all__ = [
     "LoadedImage",
     "calibration_from_scale",
     "display_limits",
+    "grey8_png",
     "image_size",
     "load_image",
     "load_image_bytes",
     "nm_per_unit",
     "to_float01",
+    "to_grey8",
     "to_rgb8",
     "write_tiff",
 ]

@@ -8,6 +8,8 @@ grey level or less and the cost stays flat.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 LOW_PERCENTILE = 1.0
@@ -71,8 +73,22 @@ def to_rgb8(pixels: np.ndarray) -> np.ndarray:
         return _to_uint8(to_float01(colour))
     if pixels.ndim != 2:
         raise ValueError(f"expected (H, W) or (H, W, 3|4) pixels, got shape {pixels.shape}")
-    grey = pixels if pixels.dtype == np.uint8 else _to_uint8(to_float01(pixels))
-    return np.repeat(grey[:, :, np.newaxis], 3, axis=2)
+    return np.repeat(to_grey8(pixels)[:, :, np.newaxis], 3, axis=2)
+
+
+def to_grey8(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint8 view of greyscale pixels, by the rule of :func:`to_rgb8`."""
+    return pixels if pixels.dtype == np.uint8 else _to_uint8(to_float01(pixels))
+
+
+def grey8_png(pixels: np.ndarray) -> bytes:
+    """:func:`to_grey8` as PNG: the picture a LabelMe file carries for an image labelme cannot
+    read itself (dm3, dm4, emd, ser), the same whoever writes the file."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(to_grey8(pixels))).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _to_uint8(unit_interval: np.ndarray) -> np.ndarray:

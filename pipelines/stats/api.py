@@ -4,8 +4,8 @@
 of every image, applies the counting rule, and returns a :class:`StatsResult` of DataFrames:
 
 - ``objects``: one row per object; first columns ``label, area_px, diameter_px, cx, cy`` and,
-  when calibrated, ``area_nm2, diameter_nm``; then ``image``, ``object_id`` (the overlay's
-  number) and the rest.
+  when calibrated, ``area_nm2, diameter_nm, cx_nm, cy_nm``; then ``image``, ``object_id`` (the
+  overlay's number) and the rest.
 - ``summary``: one row per class, pooled over all images.
 - ``per_image``: one row per (image, class).
 - ``distributions``: long format, every weighting × statistic with its bootstrap interval.

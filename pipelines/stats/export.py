@@ -1,7 +1,7 @@
 """Export a :class:`~pipelines.stats.api.StatsResult` as CSV, XLSX or JSON, atomically.
 
 - ``.csv``: the per-object table; its first line is the header
-  ``label,area_px,diameter_px,cx,cy[,area_nm2,diameter_nm],image,object_id,...`` so
+  ``label,area_px,diameter_px,cx,cy[,area_nm2,diameter_nm,cx_nm,cy_nm],image,object_id,...`` so
   ``pandas.read_csv`` and spreadsheet programs read it as is. The run card goes to a sidecar
   ``<name>.card.json`` beside it (a CSV has no place for it that every reader skips).
 - ``.xlsx``: sheets ``objects``, ``summary``, ``per image``, ``distributions``,

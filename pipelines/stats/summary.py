@@ -210,7 +210,7 @@ def summary_row(
         "counting_rule": group.counting_rule,
         "analysed_area_px": group.counting_area_px,
         "analysed_area_um2": group.counting_area_um2,
-        "mean_area_px": _mean(group.area_px),
+        "mean_area_px": _mean(group.area_px[sized]),
     }
     if counted == 0:
         if group.analysed and group.touching_border == group.analysed:
@@ -232,9 +232,9 @@ def summary_row(
     calibrated = group.diameter_nm is not None
     if calibrated:
         row["mean_area_nm2"] = (
-            _mean(group.area_px * group.nm_per_px**2)
+            _mean(group.area_px[sized] * group.nm_per_px**2)
             if group.nm_per_px is not None
-            else _mean((group.diameter_nm / 2) ** 2 * math.pi)
+            else _mean((group.diameter_nm[sized] / 2) ** 2 * math.pi)
         )
         if group.nm_per_px is not None:
             blocks.append(scale_block(block_px, group.nm_per_px, "nm"))

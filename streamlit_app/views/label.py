@@ -6,6 +6,7 @@ Every change is saved at once into the project's LabelMe file (no Save button to
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import streamlit as st
 
@@ -448,12 +449,11 @@ def _class_counts(project: Project) -> None:
 def _import_export(project: Project, name: str, document: LabelMeDocument | None) -> None:
     store = services.project_store()
     if document is not None:
-        text, file_name = services.labelme_download(
-            project.project_id, project.image(name), document.to_dict()
-        )
+        record = project.image(name)
+        text, file_name = services.labelme_for_user(record, document.to_dict())
         st.download_button(
             "Download labels (LabelMe JSON)",
-            text,
+            functools.partial(services.labelme_file, project.project_id, record, text),
             file_name=file_name,
             mime="application/json",
             key="download_labels",
@@ -508,14 +508,13 @@ def _upload_images(project: Project, expanded: bool) -> None:
             key=f"more_images_{state.get(state.UPLOAD_REVISION)}",
         )
         if files and st.button("Add", key="add_images"):
-            store = services.project_store()
-            with st.spinner("Reading the images…"):
-                for upload in files:
-                    try:
-                        store.add_image(project.project_id, upload.name, upload.getvalue())
-                    except NoCodeMLError as error:
-                        st.error(f"{error}")
-                        return
+            uploads = [(upload.name, upload.getvalue()) for upload in files]
+            try:
+                with st.spinner("Reading the images…"):
+                    services.add_images(project.project_id, uploads)
+            except NoCodeMLError as error:
+                st.error(f"{error} — no image was added; remove that file and click Add again.")
+                return
             state.bump(state.UPLOAD_REVISION)
             state.flash(f"{len(files)} image(s) added.")
             st.rerun()

@@ -6,7 +6,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
@@ -62,12 +62,15 @@ def render() -> None:
         return
     document_raw = json.loads(services.job_client().read_result(chosen, key))
     # The user's own file name: the downloaded file opens in labelme beside their image.
-    labelme_json, labelme_name = services.labelme_download(project.project_id, record, document_raw)
+    labelme_json, labelme_name = services.labelme_for_user(record, document_raw)
     _overlay(project, name, document_raw)
     st.subheader("Sizes and statistics")
     show_statistics(labelme_json, record.nm_per_px, f"results_{name}", record.user_stem)
     model_job_id = services.model_of_prediction(chosen)
-    _downloads(name, record.user_stem, model_job_id, labelme_json, labelme_name)
+    labelme_file = functools.partial(
+        services.labelme_file, project.project_id, record, labelme_json
+    )
+    _downloads(name, record.user_stem, model_job_id, labelme_json, labelme_name, labelme_file)
     _correct(project, name, document_raw)
     _more_images(project, model_job_id)
 
@@ -124,7 +127,12 @@ def _overlay(project, name: str, document_raw: dict) -> None:
 
 
 def _downloads(
-    name: str, stem: str, train_job: str | None, labelme_json: str, labelme_name: str
+    name: str,
+    stem: str,
+    train_job: str | None,
+    labelme_json: str,
+    labelme_name: str,
+    labelme_file: Callable[[], bytes],
 ) -> None:
     """Download buttons; files are named after the image as the user uploaded it (``stem``)."""
     from pipelines.formats.coco import to_coco
@@ -134,7 +142,7 @@ def _downloads(
     cols = st.columns(4)
     cols[0].download_button(
         "LabelMe JSON",
-        labelme_json,
+        labelme_file,
         labelme_name,
         "application/json",
         key="download_labelme",

@@ -130,3 +130,17 @@ def test_output_piped_into_head_stops_quietly() -> None:
     process.stdout.close()
     assert process.wait(timeout=60) == 1
     assert process.stderr.read() == b""
+
+
+def test_another_broken_pipe_is_an_error_not_silence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a closed standard output ends quietly; a pipe to some other process is an error."""
+    import pipelines.synthetic
+
+    def helper_went_away(sample: object, folder: Path) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(pipelines.synthetic, "write_sample", helper_went_away)
+    assert main(["synth", str(tmp_path / "s"), "--size", "64"]) == 1
+    assert capsys.readouterr().err.strip() == "error: Broken pipe"

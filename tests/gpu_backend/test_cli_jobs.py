@@ -185,3 +185,28 @@ def test_a_finished_training_warns_about_a_class_found_poorly_on_its_crops(
     captured = capsys.readouterr()
     assert "metrics: crop_f1=0.09" in captured.out  # the dict is not a number to print
     assert captured.err.startswith("warning: “single_site” is found at F1 0.01 on your own crops")
+
+
+def test_submit_takes_the_model_zip_the_app_downloads(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, detection_sample: dict[str, Path]
+) -> None:
+    import zipfile
+
+    from gpu_backend.jobs import JobClient
+    from gpu_backend.settings import BackendSettings
+
+    archive = tmp_path / "model_abc.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(
+            "model.json",
+            json.dumps({"task": "detect", "engine": "unet", "config": {}, "classes": ["p"]}),
+        )
+        zipped.writestr("weights.pt", b"weights")
+    data = tmp_path / "data"
+    backend = ["--data-dir", str(data), "--launcher", "queue"]
+    image = detection_sample["image"]
+    code, out, _ = run_cli(capsys, "jobs", "submit", "--model", str(archive), str(image), *backend)
+    assert code == 0
+    client = JobClient(BackendSettings(data_dir=data), launcher="queue")
+    keys = {item.key for item in client.spec(out.splitlines()[0]).inputs}
+    assert {"model/model.json", "model/weights.pt"} <= keys

@@ -61,7 +61,7 @@ def queued_jobs(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     """``{file name: content}`` of every file the app offers for download while a test runs
-    (what ``st.download_button`` hands to Streamlit's media storage)."""
+    (what ``st.download_button`` hands to Streamlit's media storage, or makes on a click)."""
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     offered: dict[str, bytes] = {}
@@ -74,6 +74,20 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
         return original(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+
+    # Files made only when the button is clicked (``data`` a callable): made here, as a click
+    # would, so a test reads what the user would get.
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    original_deferred = MediaFileManager.add_deferred
+
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        if file_name is not None:
+            data = data_callable()
+            offered[file_name] = data.encode() if isinstance(data, str) else data
+        return original_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     return offered
 
 

@@ -324,3 +324,20 @@ def test_labels_of_a_microscope_file_download_with_the_picture_inside(
     assert downloaded["imagePath"] == "scan.dm4"
     shown = Image.open(io.BytesIO(base64.b64decode(downloaded["imageData"])))
     assert shown.size == (80, 60)
+
+
+def test_adding_images_is_all_or_none_when_one_is_refused(app: AppTest) -> None:
+    """A damaged file among good ones: nothing is stored, so a second "Add" cannot store the
+    good ones twice."""
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    png = store.preview_png(project_id, name)
+    uploader = app.file_uploader(key="more_images_0")
+    uploader.set_value([("good.png", png, "image/png"), ("bad.png", b"not an image", "image/png")])
+    uploader.run()
+    app.button(key="add_images").click().run()
+    assert not app.exception
+    assert any("no image was added" in e.value for e in app.error)
+    assert [r.name for r in store.get(project_id).images] == [name]  # good.png not kept

@@ -30,3 +30,12 @@ def test_jobs_on_the_gpu_image_keep_mask_rcnn(monkeypatch: pytest.MonkeyPatch) -
     """AWS Batch runs the image whose build checks the weights; the app's folder is not theirs."""
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     assert services.preset_engine(services.preset("accurate"), "detect", "batch") == "maskrcnn"
+
+
+def test_the_readable_list_of_image_types_names_every_type_the_uploaders_take() -> None:
+    from streamlit_app import services
+
+    aliases = {"tif": "tiff", "jpg": "jpeg"}
+    text = services.IMAGE_TYPES_TEXT.lower()
+    for suffix in services.IMAGE_TYPES:
+        assert aliases.get(suffix, suffix) in text, suffix

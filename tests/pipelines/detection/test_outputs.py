@@ -48,3 +48,19 @@ def test_two_classes_are_written_with_their_labels_and_colours(tmp_path) -> None
     assert tuple(rgb[25, 41]) == CLASS_COLOURS[1]  # the site's top edge
     rows = stats.read_text().splitlines()
     assert len(rows) == 4 and sum("single_site" in row for row in rows) == 1
+
+
+def test_labels_with_only_a_pixel_size_are_never_taken_for_a_prediction(tmp_path) -> None:
+    """The generator and the app store a pixel size in labels; that does not make them a
+    prediction that ``predict`` may replace."""
+    import pytest
+
+    from pipelines.detection.outputs import check_outputs_free
+    from pipelines.errors import InvalidInput
+    from pipelines.formats.labelme import METADATA_KEY, new_document, write_labelme
+
+    labels = new_document([], "image.tif", 10, 10)
+    labels.extra[METADATA_KEY] = {"nm_per_px": 0.25, "calibration_source": "synthetic generator"}
+    write_labelme(tmp_path / "image.json", labels)
+    with pytest.raises(InvalidInput, match="holds labels that prediction did not write"):
+        check_outputs_free([tmp_path / "elsewhere" / "image.tif"], tmp_path)

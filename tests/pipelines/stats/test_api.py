@@ -191,7 +191,18 @@ def test_results_are_deterministic_and_json_safe() -> None:
     json.dumps(result_to_json(first), allow_nan=False)
 
 
-@pytest.mark.parametrize("scale", [np.float32(0.25), np.float64(0.25)])
+@pytest.mark.parametrize("scale", [np.float32(0.25), np.int64(2)])
 def test_numpy_pixel_size_is_one_value_for_all_images(scale: float) -> None:
+    """What a script computes a pixel size with: numpy scalars, not Python floats."""
     result = compute_statistics([document([circle("p", 50, 50, 5)])], nm_per_px=scale)
-    assert result.run_card["calibration"]["image.png"]["nm_per_px"] == pytest.approx(0.25)
+    assert result.run_card["calibration"]["image.png"]["nm_per_px"] == pytest.approx(scale)
+
+
+def test_mean_area_leaves_out_objects_without_area_like_every_size() -> None:
+    shapes = [square("p", 10, 10, 4), square("p", 30, 10, 4)]
+    shapes += [Shape("p", [[50, 50]], "point"), Shape("p", [[70, 70]], "point")]
+    row = compute_statistics([document(shapes)], nm_per_px=2.0).summary.iloc[0]
+    assert row["without_area"] == 2
+    assert row["mean_area_px"] == pytest.approx(16.0)
+    assert row["mean_area_nm2"] == pytest.approx(64.0)
+    assert row["mean_diameter_px"] == pytest.approx(2 * math.sqrt(16.0 / math.pi))

@@ -78,6 +78,21 @@ def test_grouped_shapes_form_one_object_with_summed_area_and_weighted_centre() -
     assert m.feret_max_px[0] == pytest.approx(math.hypot(14, 4))
 
 
+def test_overlapping_parts_of_one_object_cover_their_union() -> None:
+    """Two grouped squares overlapping by half: the object is their union, as its mask is."""
+    shapes = [
+        square("a", 60, 60, 10, group_id=2),
+        square("a", 65, 60, 10, group_id=2),
+        square("b", 0, 0, 4, group_id=1),
+        circle("b", 20, 20, 2, group_id=1),  # disjoint parts keep the exact sum
+    ]
+    _, m = measure(shapes)
+    assert m.area_px[0] == pytest.approx(150.0)
+    assert (m.cx[0], m.cy[0]) == pytest.approx((67.5, 65.0))
+    assert m.perimeter_px[0] == pytest.approx(50.0)
+    assert m.area_px[1] == pytest.approx(16.0 + math.pi * 4.0)
+
+
 def test_crops_and_lines_are_not_objects() -> None:
     shapes = [
         Shape("crop", [[0, 0], [50, 50]], "rectangle"),
