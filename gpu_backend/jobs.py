@@ -488,7 +488,15 @@ class JobClient:
                     f"(nocode-ml jobs cancel {job_id}) or delete with --force"
                 )
             self.cancel(job_id)
-            limit_s = self.settings.cancel_grace_s + 3 * self.settings.heartbeat_interval_s + 5
+            # Long enough for a worker to stop at its grace, or for a dead one (killed, no
+            # heartbeat any more) to be recognised as dead.
+            limit_s = (
+                max(
+                    self.settings.cancel_grace_s + 3 * self.settings.heartbeat_interval_s,
+                    self.settings.stale_after_s + self.settings.heartbeat_interval_s,
+                )
+                + 5
+            )
             status = self.wait(job_id, timeout_s=limit_s)
             if not status.is_terminal:
                 raise JobStateError(
@@ -544,12 +552,17 @@ class JobClient:
                     log.warning("could not reconcile job %s: %s", status.job_id, error)
         if verdict is None:
             return status
-        state, error = verdict
+        return self.end_unchanged(status, *verdict)
+
+    def end_unchanged(self, status: JobStatus, state: str, error: str) -> JobStatus:
+        """Record that a job ended (a dead worker, a stopped container) unless its status
+        changed since ``status`` was read: then its worker is alive after all. A cancel
+        request turns the end into "cancelled"."""
         if self.store.exists(job_key(status.job_id, CANCEL_FILE)):
             state, error = CANCELLED, ""
         current = self._read_status(status.job_id)
         if current.updated != status.updated or current.is_terminal:
-            return current  # the worker wrote meanwhile: it is alive after all
+            return current
         ended = current.with_state(state, error=error, finished=utc_now())
         self._write_status(ended)
         self._append_log(status.job_id, f"marked {state}: {error}" if error else f"marked {state}")

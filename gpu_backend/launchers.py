@@ -205,7 +205,10 @@ class LocalSlots:
                 pid = int(ticket.read_text().strip() or 0)
             except (OSError, ValueError):
                 continue  # being written or already removed
-            if pid and pid_alive(pid):
+            # The job id must be on the process's command line: after a restart (the data
+            # folder kept, pids counted from 1 again) a dead worker's pid may be another's.
+            job_id = ticket.stem.partition("-")[2]
+            if pid and (pid == os.getpid() or pid_alive(pid, must_contain=job_id)):
                 live.append(ticket)
             else:
                 ticket.unlink(missing_ok=True)  # its worker died while waiting
@@ -357,7 +360,7 @@ class LocalLauncher(Launcher):
             return None
         if pid_alive(int(pid), must_contain=status.job_id):
             return None
-        tail = _last_line(Path(str(launch_info.get("worker_log", ""))))
+        tail = last_line(Path(str(launch_info.get("worker_log", ""))))
         detail = f": {tail}" if tail else ""
         return (
             FAILED,
@@ -373,7 +376,8 @@ class LocalLauncher(Launcher):
         return info
 
 
-def _last_line(path: Path, limit_bytes: int = 4096) -> str:
+def last_line(path: Path, limit_bytes: int = 4096) -> str:
+    """The last line of a worker's own output file (why it exited before reaching the store)."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)

@@ -18,24 +18,30 @@ import threading
 from types import FrameType
 
 from gpu_backend.errors import InvalidJobSpec, KeyNotFound
-from gpu_backend.launchers import LocalLauncher
+from gpu_backend.jobs import JobClient
+from gpu_backend.launchers import LocalLauncher, last_line
 from gpu_backend.settings import BackendSettings
 from gpu_backend.spec import (
     CLAIMS_FOLDER,
+    FAILED,
     LAUNCH_FILE,
     QUEUE_FOLDER,
     QUEUED,
     STATUS_FILE,
     JobStatus,
+    check_job_id,
     encode_json,
     job_key,
     job_uri,
     utc_now,
 )
 from gpu_backend.store import Store, open_store
-from pipelines.errors import NoCodeMLError
+from pipelines.errors import InvalidInput, NoCodeMLError
 
 log = logging.getLogger(__name__)
+
+QUEUE_LAUNCHER = "queue"
+SHUTDOWN_MARGIN_S = 10.0
 
 
 def claim_queued_jobs(store: Store, launcher: LocalLauncher, capacity: int) -> list[str]:
@@ -45,6 +51,13 @@ def claim_queued_jobs(store: Store, launcher: LocalLauncher, capacity: int) -> l
         if len(started) >= capacity:
             break
         job_id = key.rpartition("/")[2]
+        try:
+            check_job_id(job_id)
+        except InvalidInput:
+            # Not ours: e.g. the empty "folder" object a storage console's "Create folder"
+            # leaves. Skipped, so it cannot stop every job queued after it.
+            log.debug("ignoring %s in the queue: not a job", key)
+            continue
         try:
             status = JobStatus.from_json(store.read_bytes(job_key(job_id, STATUS_FILE)))
         except (KeyNotFound, InvalidJobSpec):
@@ -58,8 +71,13 @@ def claim_queued_jobs(store: Store, launcher: LocalLauncher, capacity: int) -> l
         if not store.create_bytes(claim_key, encode_json(claim)):
             continue  # another service took it
         store.delete(key)
-        info = launcher.launch(job_uri(store.uri, job_id), job_id)
-        info = {**info, "launcher": "queue", "served_by": claim["host"]}
+        try:
+            info = launcher.launch(job_uri(store.uri, job_id), job_id)
+        except NoCodeMLError:
+            store.delete(claim_key)  # back in the queue for the next poll (or another service)
+            store.write_bytes(key, job_uri(store.uri, job_id).encode("utf-8"))
+            raise
+        info = {**info, "launcher": QUEUE_LAUNCHER, "served_by": claim["host"]}
         store.write_bytes(job_key(job_id, LAUNCH_FILE), encode_json(info))
         log.info("started job %s (attempt %d)", job_id, status.attempt)
         started.append(job_id)
@@ -82,15 +100,43 @@ def serve(settings: BackendSettings, stop: threading.Event | None = None) -> int
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     log.info("serving queued jobs of %s, %d at a time", store.uri, settings.local_concurrency)
+    client = JobClient(settings, store=store, launcher=QUEUE_LAUNCHER)
+    running: set[str] = set()
     while not stop.is_set():
         try:
-            free = settings.local_concurrency - len(launcher.reap())
+            live = launcher.reap()
+            fail_abandoned(client, launcher, running - set(live))
+            running = set(live)
+            free = settings.local_concurrency - len(live)
             if free > 0:
-                claim_queued_jobs(store, launcher, free)
+                running |= set(claim_queued_jobs(store, launcher, free))
         except NoCodeMLError as error:  # the store may be briefly unreachable
             log.warning("could not poll the store: %s", error)
         stop.wait(settings.serve_poll_s)
-    return shutdown(launcher, settings.cancel_grace_s)
+    # The workers' own hard stop comes cancel_grace_s after the signal: wait a little longer,
+    # so they record the job as failed (retryable) before they are killed.
+    return shutdown(launcher, settings.cancel_grace_s + SHUTDOWN_MARGIN_S)
+
+
+def fail_abandoned(client: JobClient, launcher: LocalLauncher, exited: set[str]) -> None:
+    """Record as failed the jobs whose worker exited while they were still queued (killed,
+    out of memory, the store unreachable as it started): no client can see that pid, and no
+    queue marker is left, so nothing else would ever end or retry them."""
+    for job_id in sorted(exited):
+        try:
+            status = client.status(job_id)
+        except NoCodeMLError:
+            continue  # deleted meanwhile
+        if status.state != QUEUED:
+            continue
+        code = launcher.wait(job_id)
+        tail = last_line(launcher.worker_log_path(job_id))
+        detail = f": {tail}" if tail else ""
+        client.end_unchanged(
+            status,
+            FAILED,
+            f"the worker exited (code {code}) before starting the job{detail}; retry the job",
+        )
 
 
 def shutdown(launcher: LocalLauncher, grace_s: float) -> int:

@@ -487,12 +487,21 @@ class S3Store(Store):
         if not _prefix_folder(prefix):
             raise InvalidInput("refusing to delete the whole store; name a folder")
         keys = self.list_keys(prefix)
+        failed: list[dict[str, Any]] = []
         with self._errors("delete", prefix):
             for start in range(0, len(keys), 1000):
                 batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-                self.client.delete_objects(
+                answer = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
+                failed += answer.get("Errors") or []  # per key: the request itself succeeded
+        if failed:
+            first = failed[0]
+            raise StoreError(
+                f"{len(failed)} of {len(keys)} files under {prefix} could not be deleted "
+                f"({first.get('Code')}: {first.get('Message')}, e.g. {first.get('Key')}); "
+                "check the bucket's permissions and delete again"
+            )
         return len(keys)
 
     def upload_file(self, key: str, path: str | os.PathLike[str]) -> None:

@@ -141,7 +141,9 @@ class JobRunner:
         self.store = store
         self.job_id = job_id
         self.settings = settings
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # guards the in-memory status
+        self.write_lock = threading.Lock()  # one store write of the status at a time
+        self.superseded = False
         self.status: JobStatus | None = None
         self.dirty = False
         self.cancel_event = threading.Event()
@@ -162,15 +164,52 @@ class JobRunner:
 
     # ------------------------------------------------------------------ status and log I/O
     def write_status(self) -> None:
-        """Write the in-memory status (and the log if it grew); store errors propagate."""
-        with self.lock:
-            assert self.status is not None
-            self.store.write_bytes(self.key(STATUS_FILE), self.status.to_json())
-            self.dirty = False
+        """Write the in-memory status (and the log if it grew); store errors propagate.
+
+        The status is copied under ``lock`` and written outside it, so a slow store never
+        holds up the training thread's progress reports; ``write_lock`` keeps writes in order.
+        Once the job was ended or retried elsewhere (:meth:`check_superseded`) nothing is
+        written: this worker's status would overwrite the newer one.
+        """
+        with self.write_lock:
+            if self.superseded:
+                return
+            with self.lock:
+                assert self.status is not None
+                status, self.dirty = self.status, False
+            try:
+                self.store.write_bytes(self.key(STATUS_FILE), status.to_json())
+            except BaseException:
+                self.dirty = True
+                raise
             self.last_write = time.monotonic()
         self.upload_log()
 
+    def check_superseded(self) -> None:
+        """Stop when the stored status is no longer this attempt's: a client took the worker
+        for dead (its heartbeat looked stale, e.g. a clock off by minutes or a long store
+        outage) and marked the job failed, or someone retried it since."""
+        stored = self.read_store_status()
+        with self.lock:
+            mine = self.status
+        if stored is None or mine is None or mine.is_terminal:
+            return
+        if stored.attempt == mine.attempt and not stored.is_terminal:
+            return
+        self.superseded = True
+        log.error(
+            "job %s is now %s (attempt %d) in the store; this worker (attempt %d) stops "
+            "without writing its status",
+            self.job_id,
+            stored.state,
+            stored.attempt,
+            mine.attempt,
+        )
+        self.request_cancel("the job was ended or retried elsewhere")
+
     def upload_log(self) -> None:
+        if self.superseded:
+            return  # the log now carries the newer attempt's lines, or the client's verdict
         if self.log_handler is not None:
             self.log_handler.flush()
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -282,6 +321,7 @@ class JobRunner:
     def heartbeat(self) -> None:
         if self.store.exists(self.key(CANCEL_FILE)):
             self.request_cancel("cancel requested by the user")
+        self.check_superseded()
         with self.lock:
             assert self.status is not None
             self.status = self.status.replace(heartbeat=utc_now())

@@ -184,11 +184,28 @@ def test_one_slot_runs_jobs_in_order_and_cancels_a_waiting_one(
     assert "cancelled before it started" in client.log(second)
 
 
+def test_a_place_in_the_line_held_by_a_reused_pid_is_given_up(tmp_path: Path) -> None:
+    """After a restart the data folder keeps a dead worker's ticket and its pid may now be
+    another process's (here: one without the job on its command line)."""
+    slots = LocalSlots(tmp_path, concurrency=1)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        slots.enter_line("dead-job", stranger.pid, at_s=time.time() - 60)
+        deadline = time.monotonic() + 5.0
+        lease = slots.acquire("next", lambda: time.monotonic() > deadline, poll_s=0.05)
+        assert lease is not None
+        lease.release()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_the_line_keeps_launch_order_when_a_later_worker_starts_first(tmp_path: Path) -> None:
     """The launcher gives each job its place as it starts the worker: a later worker that gets
     going first (imports take seconds on a busy machine) still waits behind the earlier job."""
     slots = LocalSlots(tmp_path, concurrency=1)
-    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # A worker's command line holds its job (the job URI): "earlier" stands for it here.
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "earlier"])
     try:
         slots.enter_line("earlier", starting.pid)  # its worker has not reached the line yet
         slots.enter_line("later", os.getpid())
@@ -304,6 +321,36 @@ def test_bad_submissions_are_refused_before_anything_is_written(
     with pytest.raises(InvalidInput, match="plain JSON values"):
         client.submit_training("detect", [detection_sample["labels"]], config={"x": object()})
     assert client.list_jobs() == []
+
+
+def test_worker_service_ends_a_claimed_job_whose_worker_died_before_it_started(
+    moto_endpoint: str, s3_bucket: str, fast_settings, detection_sample: dict[str, Path]
+) -> None:
+    """The queue marker is gone once a job is claimed, and the app cannot see the service's
+    pids: only the service can say the job will never start. A stray "folder" object in the
+    queue (a storage console's "Create folder") is passed over, not a stop for every job."""
+    import boto3
+
+    from gpu_backend.serve import claim_queued_jobs, fail_abandoned
+
+    settings: BackendSettings = fast_settings(
+        store_uri=f"s3://{s3_bucket}/lab", s3_endpoint_url=moto_endpoint, launcher="queue"
+    )
+    client = JobClient(settings)
+    queued = client.submit_training("detect", [detection_sample["labels"]], device="cpu")
+    boto3.client("s3", endpoint_url=moto_endpoint).put_object(
+        Bucket=s3_bucket, Key="lab/queue/", Body=b""
+    )
+    launcher = LocalLauncher(settings)
+    assert claim_queued_jobs(client.store, launcher, 1) == [queued.job_id]
+    launcher.reap()[queued.job_id].kill()  # out of memory before it reached the store
+    wait_until(lambda: queued.job_id not in launcher.reap(), timeout_s=30)
+    fail_abandoned(client, launcher, {queued.job_id})
+    status = client.status(queued.job_id)
+    assert status.state == "failed"
+    assert "the worker exited (code -9) before starting the job" in status.error
+    assert client.retry(queued.job_id).state == "queued"  # and it can be tried again
+    assert f"queue/{queued.job_id}" in client.store.list_keys("queue")
 
 
 def test_worker_service_runs_jobs_queued_in_s3(

@@ -277,6 +277,64 @@ class CountingStore(LocalStore):
         super().write_bytes(key, data)
 
 
+class SlowStore(LocalStore):
+    """A real local store whose status writes take ``delay_s`` (a slow S3 PUT)."""
+
+    def __init__(self, root: Path, delay_s: float) -> None:
+        super().__init__(root)
+        self.delay_s = delay_s
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        if key.endswith("status.json"):
+            time.sleep(self.delay_s)
+        super().write_bytes(key, data)
+
+
+def test_a_slow_store_does_not_hold_up_training(
+    tmp_path: Path, fast_settings, detection_sample: dict[str, Path]
+) -> None:
+    """Progress reports only touch memory; the status write happens beside them."""
+    store = SlowStore(tmp_path / "store", delay_s=2.0)
+    settings = fast_settings(store_uri=store.uri)
+    job_id = queued_job(JobClient(settings, store=LocalStore(tmp_path / "store")), detection_sample)
+    runner = JobRunner(store, job_id, settings)
+    runner.log_path.touch()
+    runner.status = JobStatus(job_id=job_id, state="running", submitted=utc_now(), updated="")
+    writer = threading.Thread(target=runner.write_status, daemon=True)
+    writer.start()
+    time.sleep(0.2)  # the write is under way
+    started = time.monotonic()
+    runner.on_progress(Progress("train", 1, 10, metrics={"loss": 1.0}))
+    assert time.monotonic() - started < 1.0
+    writer.join()
+    shutil.rmtree(runner.workdir)
+
+
+def test_a_worker_taken_for_dead_stops_without_overwriting_the_verdict(
+    tmp_path: Path, fast_settings, detection_sample: dict[str, Path]
+) -> None:
+    """A client marked the running job failed (its clock runs minutes ahead of the worker's,
+    so the heartbeat looked stale) and retried it: the old worker must not write "running,
+    attempt 1" over that."""
+    settings = fast_settings()
+    client = JobClient(settings)
+    job_id = queued_job(client, detection_sample)
+    runner = JobRunner(client.store, job_id, settings)
+    runner.log_path.write_text("attempt 1 log\n")
+    runner.status = client.status(job_id).with_state("running", heartbeat=utc_now())
+    runner.write_status()
+    client.end_unchanged(client.status(job_id), "failed", "no heartbeat for 95 s")
+    runner.heartbeat()
+    assert runner.superseded and runner.cancel_event.is_set()
+    assert client.status(job_id).state == "failed"
+    assert "marked failed" in client.log(job_id)
+    retried = client.retry(job_id)
+    runner.set_status(runner.status.replace(heartbeat=utc_now()))
+    runner.write_status()
+    assert client.status(job_id) == retried
+    shutil.rmtree(runner.workdir)
+
+
 def test_progress_writes_are_throttled_and_cancel_raises(
     tmp_path: Path, fast_settings, detection_sample: dict[str, Path]
 ) -> None:
