@@ -43,6 +43,7 @@ import numpy as np
 from gpu_backend.errors import KeyNotFound
 from gpu_backend.store import LocalStore, Store
 from pipelines.errors import InvalidInput, InvalidLabels
+from pipelines.fileio import repair_zip_names
 from pipelines.formats.labelme import (
     LabelMeDocument,
     Shape,
@@ -491,18 +492,23 @@ class ProjectStore:
         import zipfile
 
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = repair_zip_names(zipfile.ZipFile(io.BytesIO(data)))
         except zipfile.BadZipFile as error:
             raise InvalidInput(
                 f"{zip_name} is not a zip file; zip a folder with one sub-folder per class"
             ) from error
-        members = []
+        images = []
         for info in archive.infolist():
             parts = Path(info.filename).parts
-            if info.is_dir() or len(parts) < 2 or any(p.startswith((".", "__")) for p in parts):
+            if info.is_dir() or any(p.startswith((".", "__")) for p in parts):
                 continue
             if Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
-                members.append((parts[-2], parts[-1], info))
+                images.append((parts, info))
+        # As the command line reads such a zip: one wrapping folder ("compress folder") is
+        # stepped into, and an image's class is its top folder below that, however deep it is.
+        if len({parts[0] for parts, _ in images}) == 1 and all(len(p) >= 3 for p, _ in images):
+            images = [(parts[1:], info) for parts, info in images]
+        members = [(parts[0], parts[-1], info) for parts, info in images if len(parts) >= 2]
         classes = sorted({class_name for class_name, _, _ in members})
         if len(classes) < 2:
             raise InvalidInput(

@@ -6,10 +6,13 @@ failing export never leaves a half-written file that looks valid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import unicodedata
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,3 +129,24 @@ def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str])
         except OSError:
             shutil.copyfile(source, tmp)
     return target
+
+
+_ZIP_UTF8_FLAG = 0x800
+
+
+def repair_zip_names(archive: zipfile.ZipFile) -> zipfile.ZipFile:
+    """Give the members of ``archive`` the names their makers meant (in place).
+
+    macOS's "Compress" and some Windows tools write UTF-8 names without setting the zip's
+    UTF-8 flag, so Python reads them as cp437: "Sphères" becomes "Sph├¿res", and a class
+    named after the folder is garbled everywhere. Such names are decoded again as UTF-8 where
+    that works, and every name is put in NFC form (macOS writes accents decomposed).
+    """
+    for info in archive.infolist():
+        name = info.filename
+        if not info.flag_bits & _ZIP_UTF8_FLAG and not name.isascii():
+            with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+                name = name.encode("cp437").decode("utf-8")
+        info.filename = unicodedata.normalize("NFC", name)
+    archive.NameToInfo = {info.filename: info for info in archive.infolist()}
+    return archive

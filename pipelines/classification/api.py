@@ -297,6 +297,14 @@ def _run_network(
     return torch.softmax(logits.float(), dim=1).cpu().numpy(), cams
 
 
+def _as_given(path: Path, unzipped: list[tuple[Path, Path]]) -> str:
+    """``path``, or ``<zip>/<path inside it>`` for an image read from an unpacked zip."""
+    for folder, archive in unzipped:
+        if path.is_relative_to(folder):
+            return f"{archive}/{path.relative_to(folder).as_posix()}"
+    return str(path)
+
+
 def predict(
     model_dir: Path,
     inputs: Sequence[Path],
@@ -324,13 +332,18 @@ def predict(
     rows: list[dict[str, Any]] = []
     skipped: list[SkippedFile] = []
     heatmap_paths: list[Path] = []
-    with unpacked_inputs([Path(p) for p in inputs]) as resolved:
+    inputs = [Path(p) for p in inputs]
+    with unpacked_inputs(inputs) as resolved:
         listing = list_prediction_samples(
             resolved,
             classes,
             crop_objects=settings.crop_objects,
             crop_margin_fraction=settings.crop_margin_fraction,
+            leave_out=[out_dir / HEATMAP_DIR],  # an earlier run's overlays, when --out is inside
         )
+        # Images from a zip are read from a temporary folder, gone after this run: the tables
+        # name them inside the zip the user gave.
+        unzipped = [(r, p) for r, p in zip(resolved, inputs, strict=True) if r != p]
         created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".heatmaps-", dir=out_dir))
@@ -347,6 +360,7 @@ def predict(
                     )
                     for k, (sample, pixels, _, content) in enumerate(prepared):
                         row = prediction_row(sample, probabilities[k], classes)
+                        row["file"] = _as_given(Path(row["file"]), unzipped)
                         if cams is not None:
                             name = heatmap_name(sample, used_names)
                             caption = f"{row['class']} {row['probability']:.0%}"

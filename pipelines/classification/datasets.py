@@ -32,6 +32,7 @@ from pipelines.classification.samples import (
     is_image_file,
     object_boxes,
     prepare_sample,
+    unsupported_pictures,
     visible_files,
 )
 from pipelines.errors import InvalidInput, InvalidLabels, NoCodeMLError
@@ -93,11 +94,12 @@ def _list_class_folders(roots: Sequence[Path]) -> DatasetListing:
                 loose[0],
             )
         for folder in _class_folders(root):
-            images = [p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+            files = visible_files(folder)
+            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             if not images:
                 raise InvalidInput(
-                    f"class folder '{folder.name}' in {root.name} holds no images; add images of "
-                    "that class or delete the folder"
+                    f"class folder '{folder.name}' in {root.name} holds no images"
+                    f"{unsupported_pictures(files)}; add images of that class or delete the folder"
                 )
             for path in images:
                 name = PurePosixPath(*path.relative_to(root).parts).as_posix()

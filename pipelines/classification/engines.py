@@ -20,6 +20,7 @@ from typing import Any, ClassVar, get_type_hints
 from pipelines.classification.augment import AUGMENTATIONS
 from pipelines.classification.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from pipelines.errors import InvalidInput
+from pipelines.options import check_option_types
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ def config_from_dict(config_class: type, values: dict[str, Any] | None, engine: 
             f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for engine "
             f"'{engine}'; known settings: {', '.join(fields)}"
         )
+    # A wrong type (``--set epochs=2.5``, a string "False") is one line naming the setting,
+    # not a crash deep in training, nor a string that reads as true.
+    values = check_option_types(values, config_class, f"setting of engine '{engine}':")
     hints = get_type_hints(config_class)
     for name, value in values.items():
         if isinstance(value, list) and "tuple" in str(hints[name]):
@@ -139,6 +143,16 @@ def config_from_dict(config_class: type, values: dict[str, Any] | None, engine: 
         raise InvalidInput(f"invalid setting for engine '{engine}': {error}") from error
 
 
+def check_model_name(name: str) -> None:
+    """Raise unless timm knows the ConvNeXt model ``name``."""
+    import timm
+
+    known = timm.list_models("convnext*")
+    if not name.startswith("convnext") or name not in known:
+        listed = ", ".join(m for m in known if "_" in m)
+        raise InvalidInput(f"unknown ConvNeXt model '{name}'; choose one of: {listed}")
+
+
 class ConvNeXtEngine:
     """timm ConvNeXt family (``convnext_atto`` … ``convnext_large``), from scratch or ImageNet."""
 
@@ -146,6 +160,7 @@ class ConvNeXtEngine:
     config_class: ClassVar[type] = ConvNeXtConfig
 
     def __init__(self, config: ConvNeXtConfig) -> None:
+        check_model_name(config.model_name)  # a typing mistake, before images are loaded
         self.config = config
 
     def build(self, num_classes: int, *, load_pretrained: bool = True) -> Any:
@@ -157,9 +172,6 @@ class ConvNeXtEngine:
         import timm
 
         name = self.config.model_name
-        if not name.startswith("convnext") or name not in timm.list_models("convnext*"):
-            known = ", ".join(m for m in timm.list_models("convnext*") if "_" in m)
-            raise InvalidInput(f"unknown ConvNeXt model '{name}'; choose one of: {known}")
         model = timm.create_model(
             name, pretrained=False, num_classes=num_classes, in_chans=self.config.in_channels
         )

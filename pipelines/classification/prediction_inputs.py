@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipelines.classification.samples import IMAGE_SUFFIXES, Sample, object_boxes, visible_files
+from pipelines.classification.samples import (
+    IMAGE_SUFFIXES,
+    Sample,
+    object_boxes,
+    unsupported_pictures,
+    visible_files,
+)
 from pipelines.errors import InvalidInput
 from pipelines.formats.labelme import read_labelme, resolve_image_path
 
@@ -70,8 +76,12 @@ def list_prediction_samples(
     *,
     crop_objects: bool = False,
     crop_margin_fraction: float = 0.25,
+    leave_out: Sequence[Path] = (),
 ) -> PredictionListing:
     """Find the images (or, for object models, LabelMe objects) to classify in ``inputs``.
+
+    Images in the folders ``leave_out`` are not taken from searched folders (prediction's own
+    overlays, when its output folder lies inside an input folder).
 
     Image files are taken as given; folders are searched recursively. In a folder whose
     sub-folders are named after the model's classes, the sub-folder is the true class (so the
@@ -102,7 +112,12 @@ def list_prediction_samples(
                         )
                     )
                 continue
-            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            images = [
+                p
+                for p in files
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not any(p.resolve().is_relative_to(f.resolve()) for f in leave_out)
+            ]
             sub_folders = {p.relative_to(path).parts[0] for p in images if p.parent != path}
             scored = bool(sub_folders & set(classes))
             for image in images:
@@ -114,8 +129,10 @@ def list_prediction_samples(
                     )
                 )
     if not samples:
+        searched = [f for p in inputs if p.is_dir() for f in visible_files(p)]
         raise InvalidInput(
-            f"no images found in {', '.join(p.name for p in inputs)}; give image files or folders"
+            f"no images found in {', '.join(p.name for p in inputs)}"
+            f"{unsupported_pictures(searched)}; give image files or folders"
         )
     if unknown:
         log.warning(

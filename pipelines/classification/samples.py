@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.classification.preprocess import ContentBox, prepare_image
 from pipelines.errors import InvalidInput
+from pipelines.fileio import repair_zip_names
 from pipelines.formats.labelme import AREA_SHAPE_TYPES, Box, LabelMeDocument
 from pipelines.imaging import SUPPORTED_EXTENSIONS, load_image, load_image_bytes
 
@@ -52,6 +53,25 @@ class SkippedFile:
 
     name: str
     reason: str
+
+
+# Picture formats people have that we do not read: named in "no images" messages, so the user
+# learns to convert them instead of wondering why the folder looks empty to us.
+OTHER_PICTURE_SUFFIXES = frozenset(
+    {".bmp", ".gif", ".webp", ".heic", ".jp2", ".j2k", ".ppm", ".pgm", ".tga", ".svg"}
+)
+
+
+def unsupported_pictures(files: Sequence[Path]) -> str:
+    """`` (3 .bmp files there are not a type we read: save them as TIFF or PNG)`` or ``""``."""
+    others = [p for p in files if p.suffix.lower() in OTHER_PICTURE_SUFFIXES]
+    if not others:
+        return ""
+    kinds = "/".join(sorted({p.suffix.lower() for p in others}))
+    return (
+        f" ({len(others)} {kinds} file{'s' if len(others) > 1 else ''} there "
+        f"{'are' if len(others) > 1 else 'is'} not a type we read: save them as TIFF or PNG)"
+    )
 
 
 def is_image_file(path: Path) -> bool:
@@ -91,6 +111,7 @@ def _unzip(path: Path, target: Path) -> Path:
     target.mkdir(parents=True)
     try:
         with zipfile.ZipFile(path) as archive:
+            repair_zip_names(archive)
             members = [m for m in archive.infolist() if not m.is_dir()]
             total = sum(m.file_size for m in members)
             if total > MAX_ZIP_BYTES:

@@ -158,3 +158,27 @@ def test_the_projects_linking_a_job_are_found_and_unlinked(tmp_path) -> None:
     assert store.projects_linking("job-2") == []
     assert store.unlink_job(first.project_id, "job-1").jobs == ()
     assert store.get(second.project_id).jobs == ()
+
+
+def test_a_class_zip_is_read_as_the_command_line_reads_it(tmp_path) -> None:
+    """One wrapping folder is stepped into and an image's class is its top folder, however
+    deep the image lies: no extra class named after a sub-folder."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("L", (8, 8)).save(png, format="PNG")
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as zipped:
+        for name in ("My Data/fresh/a.png", "My Data/fresh/sub/deep.png", "My Data/sintered/b.png"):
+            zipped.writestr(name, png.getvalue())
+    store = ProjectStore(LocalStore(tmp_path / "data"))
+    project = store.create("sorting", "classify", [])
+    project = store.add_class_folders_zip(project.project_id, data.getvalue(), "classes.zip")
+    assert [c.name for c in project.classes] == ["fresh", "sintered"]
+    chosen = {
+        r.user_file_name: store.image_class(project.project_id, r.name) for r in project.images
+    }
+    assert chosen == {"a.png": "fresh", "deep.png": "fresh", "b.png": "sintered"}

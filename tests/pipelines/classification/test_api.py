@@ -279,3 +279,63 @@ def test_training_starts_from_baked_imagenet_weights(
         config={**tiny_config, "pretrained_weights_path": ""},
     )
     assert load_model(scratch)[0].config["pretrained_weights_path"] == ""
+
+
+def test_predicting_a_zip_names_the_images_inside_it(trained_model, tmp_path: Path) -> None:
+    """The zip is unpacked to a temporary folder that is gone after the run: the tables say
+    where each image is in the zip the user gave."""
+    model_dir, dataset = trained_model
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in dataset.files[dataset.classes[0]]:
+            zipped.write(path, f"My Data/{path.name}")
+    api.predict(model_dir, [archive], tmp_path / "out", options={"heatmaps": False})
+    with (tmp_path / "out" / "predictions.csv").open() as handle:
+        files = [row["file"] for row in csv.DictReader(handle)]
+    assert files and all(f.startswith(f"{archive}/") for f in files), files
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(
+    trained_model, tmp_path: Path
+) -> None:
+    model_dir, dataset = trained_model
+    folder = tmp_path / "images"
+    shutil.copytree(dataset.root / dataset.classes[0], folder)
+    for _ in range(2):  # the second run would otherwise classify the first run's overlays
+        api.predict(model_dir, [folder], folder)
+    rows = json.loads((folder / "predictions.json").read_text())["predictions"]
+    given = sorted(p.name for p in (dataset.root / dataset.classes[0]).iterdir())
+    assert sorted(row["name"] for row in rows) == given
+
+
+def test_a_folder_of_unsupported_pictures_says_so(trained_model, tmp_path: Path) -> None:
+    model_dir, _ = trained_model
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a.bmp", "b.bmp"):
+        Image.new("L", (16, 16)).save(folder / name)
+    with pytest.raises(InvalidInput, match=r"2 \.bmp files there are not a type we read"):
+        api.predict(model_dir, [folder], tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("epochs=2.5", "epochs=2.5 should be a whole number"),
+        ("normalize_percentiles=[1,99,3]", "normalize_percentiles takes 2 values"),
+        ("model_name=convnext_tinny", "unknown ConvNeXt model 'convnext_tinny'"),
+    ],
+)
+def test_a_mistyped_setting_is_refused_before_any_image_is_read(setting: str, message: str) -> None:
+    from nocode_ml.cli.options import parse_config_overrides
+
+    with pytest.raises(InvalidInput, match=message):
+        tasks.check_training_settings("classify", None, parse_config_overrides([setting]))
+
+
+def test_false_written_the_python_way_is_false(class_folder, tmp_path: Path, tiny_config) -> None:
+    from nocode_ml.cli.options import parse_config_overrides
+
+    config = {**tiny_config, **parse_config_overrides(["balance_classes=False"])}
+    model_dir = api.train([class_folder.root], tmp_path / "model", config=config)
+    assert load_model(model_dir)[0].config["balance_classes"] is False

@@ -275,3 +275,31 @@ def test_labelme_flag_files_in_sub_folders_are_not_taken_for_classes(
     assert listing.source == "labelme-flags"
     assert listing.class_counts() == {"rods": 3, "spheres": 3}
     assert load_training_set(listing, 32, PERCENTILES).images.shape == (6, 32, 32)
+
+
+def test_a_zip_from_a_mac_keeps_accented_class_names(tmp_path: Path) -> None:
+    """macOS's "Compress" writes UTF-8 names without the zip's UTF-8 flag (and accents
+    decomposed): read as such, "Sphères" stays "Sphères", not "Sph├¿res"."""
+    import io
+
+    from PIL import Image
+
+    from pipelines.classification.samples import unpacked_inputs
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for name in ("Sphe\u0300res/a.png", "rods/b.png"):
+            png = io.BytesIO()
+            Image.new("L", (8, 8)).save(png, format="PNG")
+            zipped.writestr(name, png.getvalue())
+    raw = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # clear the UTF-8 flag
+        start = 0
+        while (start := raw.find(signature, start)) >= 0:
+            flags = int.from_bytes(raw[start + offset : start + offset + 2], "little") & ~0x800
+            raw[start + offset : start + offset + 2] = flags.to_bytes(2, "little")
+            start += 4
+    archive = tmp_path / "classes.zip"
+    archive.write_bytes(bytes(raw))
+    with unpacked_inputs([archive]) as (folder,):
+        assert sorted(p.name for p in folder.iterdir()) == ["Sphères", "rods"]
