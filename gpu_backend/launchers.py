@@ -200,7 +200,8 @@ class LocalSlots:
 
     def _live_tickets(self) -> list[Path]:
         live = []
-        for ticket in sorted(self.tickets.glob("*.ticket")):
+        # "[!.]": not the hidden temporary file of a ticket being written (atomic write).
+        for ticket in sorted(self.tickets.glob("[!.]*.ticket")):
             try:
                 pid = int(ticket.read_text().strip() or 0)
             except (OSError, ValueError):
@@ -362,9 +363,11 @@ class LocalLauncher(Launcher):
             return None
         tail = last_line(Path(str(launch_info.get("worker_log", ""))))
         detail = f": {tail}" if tail else ""
+        code = self._exit_codes.get(status.job_id)  # known when this launcher started it
+        how = f" (exit code {code})" if code is not None else ""
         return (
             FAILED,
-            f"the local worker (pid {pid}) exited before starting the job{detail}; "
+            f"the local worker (pid {pid}) exited before starting the job{how}{detail}; "
             f"see {launch_info.get('worker_log')} and retry the job",
         )
 

@@ -32,7 +32,7 @@ import logging
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,13 +361,18 @@ class ProjectStore:
 
     def delete_image(self, project_id: str, name: str) -> Project:
         """Remove an image with its labels from the project (jobs made from it keep theirs)."""
-        project = self.get(project_id)
-        record = project.image(name)
-        for key in self._image_keys(project_id, record):
-            self.store.delete(key)
-            if self.cache_dir is not None:  # a new upload may take the name again
-                (self.cache_dir / key).unlink(missing_ok=True)
-        images = tuple(r for r in project.images if r.name != name)
+        return self.delete_images(project_id, [name])
+
+    def delete_images(self, project_id: str, names: Sequence[str]) -> Project:
+        """Remove images with their labels and previews, saving the project once; also how a
+        refused upload of several images is undone."""
+        project, gone = self.get(project_id), set(names)
+        for name in gone:
+            for key in self._image_keys(project_id, project.image(name)):
+                self.store.delete(key)
+                if self.cache_dir is not None:  # a new upload may take the name again
+                    (self.cache_dir / key).unlink(missing_ok=True)
+        images = tuple(r for r in project.images if r.name not in gone)
         return self.save(dataclasses.replace(project, images=images))
 
     def _write_preview(self, project_id: str, name: str, rgb8: Any) -> None:
@@ -441,12 +446,16 @@ class ProjectStore:
         self.save(project)
         return document
 
-    def label_counts(self, project_id: str) -> dict[str, LabelCounts]:
-        project = self.get(project_id)
-        return {
-            record.name: count_labels(self.labels(project_id, record.name))
-            for record in project.images
-        }
+    def has_objects(self, project_id: str) -> bool:
+        """Whether any image of the project has an outlined object; an image whose labels
+        cannot be read is passed over (the Label page says what to do about it)."""
+        for record in self.get(project_id).images:
+            try:
+                if count_labels(self.labels(project_id, record.name)).objects:
+                    return True
+            except (InvalidInput, InvalidLabels, KeyNotFound) as error:
+                log.warning("labels of %s in project %s: %s", record.name, project_id, error)
+        return False
 
     def export_folder(
         self, project_id: str, out_dir: Path, names: Iterable[str] | None = None
@@ -525,11 +534,9 @@ class ProjectStore:
                 _, record = self.add_image(project_id, file_name, archive.read(info))
                 self.set_image_class(project_id, record.name, class_name)
         except (InvalidInput, InvalidLabels, OSError) as error:
-            for record in self.get(project_id).images:
-                if record.name not in before:
-                    for key in self._image_keys(project_id, record):
-                        self.store.delete(key)
-            self.save(project)
+            added = [r.name for r in self.get(project_id).images if r.name not in before]
+            self.delete_images(project_id, added)
+            self.save(project)  # the classes the zip added go too
             raise InvalidInput(f"{zip_name}: {error}") from error
         return self.get(project_id)
 

@@ -19,11 +19,10 @@ from types import FrameType
 
 from gpu_backend.errors import InvalidJobSpec, KeyNotFound
 from gpu_backend.jobs import JobClient
-from gpu_backend.launchers import LocalLauncher, last_line
+from gpu_backend.launchers import LocalLauncher
 from gpu_backend.settings import BackendSettings
 from gpu_backend.spec import (
     CLAIMS_FOLDER,
-    FAILED,
     LAUNCH_FILE,
     QUEUE_FOLDER,
     QUEUED,
@@ -125,18 +124,11 @@ def fail_abandoned(client: JobClient, launcher: LocalLauncher, exited: set[str])
     for job_id in sorted(exited):
         try:
             status = client.status(job_id)
+            verdict = launcher.reconcile(status, client.launch_info(job_id))
         except NoCodeMLError:
             continue  # deleted meanwhile
-        if status.state != QUEUED:
-            continue
-        code = launcher.wait(job_id)
-        tail = last_line(launcher.worker_log_path(job_id))
-        detail = f": {tail}" if tail else ""
-        client.end_unchanged(
-            status,
-            FAILED,
-            f"the worker exited (code {code}) before starting the job{detail}; retry the job",
-        )
+        if verdict is not None:
+            client.end_unchanged(status, *verdict)
 
 
 def shutdown(launcher: LocalLauncher, grace_s: float) -> int:

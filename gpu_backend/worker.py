@@ -180,7 +180,8 @@ class JobRunner:
             try:
                 self.store.write_bytes(self.key(STATUS_FILE), status.to_json())
             except BaseException:
-                self.dirty = True
+                with self.lock:
+                    self.dirty = True
                 raise
             self.last_write = time.monotonic()
         self.upload_log()
@@ -212,7 +213,9 @@ class JobRunner:
             return  # the log now carries the newer attempt's lines, or the client's verdict
         if self.log_handler is not None:
             self.log_handler.flush()
-        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if not self.log_path.exists():
+            return  # ended before its log was opened (cancelled while queued): nothing to add
+        size = self.log_path.stat().st_size
         if size != self.uploaded_log_bytes:
             self.store.upload_file(self.key(LOG_FILE), self.log_path)
             self.uploaded_log_bytes = size

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InvalidInput, ModelError
-from pipelines.fileio import atomic_write_json, sha256_file
+from pipelines.fileio import atomic_write_json, extract_zip, sha256_file
 
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -180,36 +180,15 @@ def opened_model(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield source
         return
     with tempfile.TemporaryDirectory(prefix="nocode-model-") as folder:
-        # Named after the zip, as a folder unpacked by hand would be: the folder's name is the
-        # model id that predictions record.
-        yield _unpack_model_zip(source, Path(folder) / source.stem)
-
-
-def _unpack_model_zip(source: Path, folder: Path) -> Path:
-    """Extract a model zip into ``folder``; refuse members that would land outside it."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            members = archive.infolist()
-            if sum(m.file_size for m in members) > MAX_MODEL_ZIP_BYTES:
-                raise ModelError(f"{source.name} unpacks to over 4 GiB; is it a model zip?")
-            for member in members:
-                parts = Path(member.filename).parts
-                if Path(member.filename).is_absolute() or ".." in parts:
-                    raise ModelError(f"{source.name} holds a file outside its folder; refused")
-            archive.extractall(folder)
-    except zipfile.BadZipFile as error:
-        raise ModelError(f"{source.name} is a damaged zip ({error}); download it again") from error
-    except OSError as error:  # disk full or no permission in the temporary folder
-        raise ModelError(
-            f"cannot unpack {source.name} ({error.strerror or error}); free some disk space, "
-            "or unzip it yourself and give the folder"
-        ) from error
-    found = sorted(folder.rglob(MODEL_JSON), key=lambda p: len(p.parts))
-    if not found:
-        raise ModelError(
-            f"{source.name} holds no {MODEL_JSON}; is it a model downloaded from the app?"
-        )
-    return found[0].parent
+        unpacked = extract_zip(source, Path(folder) / "zip", MAX_MODEL_ZIP_BYTES, "a model zip")
+        found = sorted(unpacked.rglob(MODEL_JSON), key=lambda p: len(p.parts))
+        if not found:
+            raise ModelError(
+                f"{source.name} holds no {MODEL_JSON}; is it a model downloaded from the app?"
+            )
+        # The folder's name is the model id predictions record: the zip's name, as a folder
+        # unpacked by hand would have (the app's zips hold a "model/" folder).
+        yield found[0].parent.rename(Path(folder) / source.stem)
 
 
 def read_model_info(model_dir: str | os.PathLike[str]) -> ModelInfo:

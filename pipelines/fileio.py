@@ -15,7 +15,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from pipelines.errors import InvalidInput
@@ -150,3 +150,38 @@ def repair_zip_names(archive: zipfile.ZipFile) -> zipfile.ZipFile:
         info.filename = unicodedata.normalize("NFC", name)
     archive.NameToInfo = {info.filename: info for info in archive.infolist()}
     return archive
+
+
+def extract_zip(path: Path, target: Path, max_bytes: int, what: str = "a zip file") -> Path:
+    """Unpack the zip ``path`` into the new folder ``target`` and return ``target``.
+
+    Names are repaired (:func:`repair_zip_names`); a member that would land outside
+    ``target`` (an absolute path, ``..``) or more than ``max_bytes`` unpacked (a zip bomb) is
+    refused with one line, as is a damaged zip or a full disk. ``what`` names the expected
+    content in messages ("a model zip").
+    """
+    target.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in repair_zip_names(archive).infolist() if not m.is_dir()]
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise InvalidInput(
+                    f"{path.name} unpacks to {total / 1024**3:.1f} GiB; the limit is "
+                    f"{max_bytes / 1024**3:.0f} GiB for {what}"
+                )
+            for member in members:
+                if (
+                    PurePosixPath(member.filename).is_absolute()
+                    or ".." in Path(member.filename).parts
+                ):
+                    raise InvalidInput(f"{path.name} holds a file outside its folder; refused")
+            archive.extractall(target)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise InvalidInput(f"{path.name} is not a readable zip file ({error})") from error
+    except OSError as error:  # disk full, no permission in the temporary folder
+        raise InvalidInput(
+            f"cannot unpack {path.name} ({error.strerror or error}); free some disk space or "
+            "unzip it yourself"
+        ) from error
+    return target

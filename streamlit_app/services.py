@@ -70,22 +70,15 @@ class ProjectProgress:
 def project_progress(project_id: str | None) -> ProjectProgress:
     if not project_id:
         return ProjectProgress()
-    from gpu_backend.projects import count_labels
-
     try:
         store = project_store()
         project = store.get(project_id)
+        labelled = (project.task == "classify" and bool(project.images)) or store.has_objects(
+            project_id
+        )
     except NoCodeMLError as error:
         log.warning("project %s unavailable: %s", project_id, error)
         return ProjectProgress()
-    labelled = project.task == "classify" and bool(project.images)
-    for record in project.images:
-        if labelled:
-            break
-        try:
-            labelled = count_labels(store.labels(project_id, record.name)).objects > 0
-        except NoCodeMLError as error:  # the Label page says what to do about this image
-            log.warning("labels of %s in project %s: %s", record.name, project_id, error)
     return ProjectProgress(
         has_project=True,
         project_name=project.name,
@@ -448,8 +441,7 @@ def predict_new_images(project_id: str, model_job_id: str, uploads: list[tuple[s
     try:
         return submit_prediction(project_id, model_job_id, names)
     except NoCodeMLError:
-        for name in names:  # a second try must not add them twice
-            project_store().delete_image(project_id, name)
+        project_store().delete_images(project_id, names)  # a second try must not add them twice
         raise
 
 
@@ -464,8 +456,7 @@ def add_images(project_id: str, uploads: list[tuple[str, bytes]]) -> list[str]:
             _, record = store.add_image(project_id, file_name, data)
             names.append(record.name)
     except NoCodeMLError:
-        for name in names:
-            store.delete_image(project_id, name)
+        store.delete_images(project_id, names)
         raise
     return names
 
@@ -528,15 +519,19 @@ def labelme_for_user(record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
 
 def labelme_file(project_id: str, record: ImageRecord, labelme_json: str) -> bytes:
     """The file a LabelMe download button hands out, made when it is clicked: for an image
-    labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as ``imageData``, the same
-    8-bit view that prediction writes."""
+    labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as ``imageData``, from
+    the stored 8-bit view (the same rule as prediction's :func:`pipelines.imaging.grey8_png`,
+    without reading the original again)."""
+    from PIL import Image
+
     from pipelines.formats.labelme import image_data_of, labelme_opens
-    from pipelines.imaging import grey8_png, load_image
 
     if labelme_opens(record.user_file_name):
         return labelme_json.encode("utf-8")
-    pixels = load_image(project_store().image_path(project_id, record.name)).pixels
-    document = {**json.loads(labelme_json), "imageData": image_data_of(grey8_png(pixels))}
+    preview = Image.open(io.BytesIO(project_store().preview_png(project_id, record.name)))
+    grey = io.BytesIO()
+    preview.convert("L").save(grey, format="PNG")  # the view's three channels are equal
+    document = {**json.loads(labelme_json), "imageData": image_data_of(grey.getvalue())}
     return json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
 
 
@@ -573,15 +568,6 @@ def statistics_files(labelme_json: str, nm_per_px: float | None, stem: str) -> d
         )
         out[".html"] = report.read_bytes()
     return out
-
-
-def labelme_pixel_size(labelme_json: str) -> float | None:
-    """The pixel size stored in a LabelMe file (``nocode_ml.nm_per_px``), or ``None``."""
-    from pipelines.formats.labelme import parse_labelme
-    from pipelines.stats.runcard import calibration_from_document
-
-    document = parse_labelme(json.loads(labelme_json), "labels", validate=False)
-    return calibration_from_document(document).nm_per_px
 
 
 def calibration_of_upload(file_name: str, data: bytes) -> float | None:

@@ -298,7 +298,8 @@ def _run_network(
 
 
 def _as_given(path: Path, unzipped: list[tuple[Path, Path]]) -> str:
-    """``path``, or ``<zip>/<path inside it>`` for an image read from an unpacked zip."""
+    """``path``, or ``<zip>/<path>`` for an image read from an unpacked zip (the path below
+    the zip's wrapping folder, if it has one)."""
     for folder, archive in unzipped:
         if path.is_relative_to(folder):
             return f"{archive}/{path.relative_to(folder).as_posix()}"

@@ -32,11 +32,11 @@ from pipelines.classification.samples import (
     is_image_file,
     object_boxes,
     prepare_sample,
-    unsupported_pictures,
     visible_files,
 )
 from pipelines.errors import InvalidInput, InvalidLabels, NoCodeMLError
 from pipelines.formats.labelme import LabelMeDocument, read_labelme, resolve_image_path
+from pipelines.imaging import unsupported_pictures
 from pipelines.progress import ProgressCallback, StageTimer
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, ClassVar
 
 from pipelines.classification.augment import AUGMENTATIONS
 from pipelines.classification.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -118,10 +118,7 @@ WEIGHTS_DIR_ENV = "NOCODE_ML_WEIGHTS_DIR"  # the GPU image's weights folder (Doc
 
 
 def config_from_dict(config_class: type, values: dict[str, Any] | None, engine: str) -> Any:
-    """Build a frozen config from user or JSON values; unknown keys are an error.
-
-    JSON turns tuples into lists, so tuple-typed fields are converted back.
-    """
+    """Build a frozen config from user or JSON values; unknown keys are an error."""
     values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - set(fields))
@@ -132,11 +129,8 @@ def config_from_dict(config_class: type, values: dict[str, Any] | None, engine: 
         )
     # A wrong type (``--set epochs=2.5``, a string "False") is one line naming the setting,
     # not a crash deep in training, nor a string that reads as true.
+    # Lists (JSON has no tuples) come back as tuples from the check.
     values = check_option_types(values, config_class, f"setting of engine '{engine}':")
-    hints = get_type_hints(config_class)
-    for name, value in values.items():
-        if isinstance(value, list) and "tuple" in str(hints[name]):
-            values[name] = tuple(value)
     try:
         return config_class(**values)
     except TypeError as error:

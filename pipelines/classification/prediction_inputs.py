@@ -16,11 +16,11 @@ from pipelines.classification.samples import (
     IMAGE_SUFFIXES,
     Sample,
     object_boxes,
-    unsupported_pictures,
     visible_files,
 )
 from pipelines.errors import InvalidInput
 from pipelines.formats.labelme import read_labelme, resolve_image_path
+from pipelines.imaging import unsupported_pictures
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def list_prediction_samples(
         raise InvalidInput("no images given to predict; give image files or folders")
     samples: list[Sample] = []
     unknown: set[str] = set()
+    leave_out = [folder.resolve() for folder in leave_out]
     for path in inputs:
         if not path.exists():
             raise InvalidInput(f"{path} does not exist; check the path")
@@ -116,7 +117,7 @@ def list_prediction_samples(
                 p
                 for p in files
                 if p.suffix.lower() in IMAGE_SUFFIXES
-                and not any(p.resolve().is_relative_to(f.resolve()) for f in leave_out)
+                and not (leave_out and any(p.resolve().is_relative_to(f) for f in leave_out))
             ]
             sub_folders = {p.relative_to(path).parts[0] for p in images if p.parent != path}
             scored = bool(sub_folders & set(classes))

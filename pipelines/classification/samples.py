@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import math
 import tempfile
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import numpy as np
 
 from pipelines.classification.preprocess import ContentBox, prepare_image
 from pipelines.errors import InvalidInput
-from pipelines.fileio import repair_zip_names
+from pipelines.fileio import extract_zip
 from pipelines.formats.labelme import AREA_SHAPE_TYPES, Box, LabelMeDocument
 from pipelines.imaging import SUPPORTED_EXTENSIONS, load_image, load_image_bytes
 
@@ -53,25 +52,6 @@ class SkippedFile:
 
     name: str
     reason: str
-
-
-# Picture formats people have that we do not read: named in "no images" messages, so the user
-# learns to convert them instead of wondering why the folder looks empty to us.
-OTHER_PICTURE_SUFFIXES = frozenset(
-    {".bmp", ".gif", ".webp", ".heic", ".jp2", ".j2k", ".ppm", ".pgm", ".tga", ".svg"}
-)
-
-
-def unsupported_pictures(files: Sequence[Path]) -> str:
-    """`` (3 .bmp files there are not a type we read: save them as TIFF or PNG)`` or ``""``."""
-    others = [p for p in files if p.suffix.lower() in OTHER_PICTURE_SUFFIXES]
-    if not others:
-        return ""
-    kinds = "/".join(sorted({p.suffix.lower() for p in others}))
-    return (
-        f" ({len(others)} {kinds} file{'s' if len(others) > 1 else ''} there "
-        f"{'are' if len(others) > 1 else 'is'} not a type we read: save them as TIFF or PNG)"
-    )
 
 
 def is_image_file(path: Path) -> bool:
@@ -108,20 +88,7 @@ def unpacked_inputs(inputs: Sequence[Path]) -> Iterator[list[Path]]:
 
 
 def _unzip(path: Path, target: Path) -> Path:
-    target.mkdir(parents=True)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            repair_zip_names(archive)
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            total = sum(m.file_size for m in members)
-            if total > MAX_ZIP_BYTES:
-                raise InvalidInput(
-                    f"{path.name} unpacks to {total / 1024**3:.1f} GiB; the limit is "
-                    f"{MAX_ZIP_BYTES / 1024**3:.0f} GiB — split the dataset or give the folder"
-                )
-            archive.extractall(target)  # zipfile strips absolute paths and '..' itself
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise InvalidInput(f"{path.name} is not a readable zip file ({error})") from error
+    extract_zip(path, target, MAX_ZIP_BYTES, "a dataset (split it, or give the folder)")
     # A zip made by "compress folder" holds one wrapping folder: step into it.
     entries = [p for p in target.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
     if len(entries) == 1 and entries[0].is_dir():

@@ -173,21 +173,22 @@ def _without_scale_bar(image: np.ndarray, detections: Detections) -> Detections:
 
 def collect_images(inputs: Sequence[Path]) -> list[Path]:
     """Image files named directly or found (non-recursively) in folders, in a stable order."""
-    from pipelines.imaging import SUPPORTED_EXTENSIONS
+    from pipelines.imaging import SUPPORTED_EXTENSIONS, unsupported_pictures
 
     found: list[Path] = []
     for path in inputs:
         path = Path(path)
         if path.is_dir():
-            inside = sorted(
+            files = sorted(p for p in path.iterdir() if p.is_file())
+            inside = [
                 p
-                for p in path.iterdir()
-                if p.is_file()
-                and p.suffix.lower() in SUPPORTED_EXTENSIONS
-                and not p.name.endswith("_overlay.png")
-            )
+                for p in files
+                if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.endswith("_overlay.png")
+            ]
             if not inside:
-                raise InvalidInput(f"folder {path} holds no supported image")
+                raise InvalidInput(
+                    f"folder {path} holds no supported image{unsupported_pictures(files)}"
+                )
             found.extend(inside)
         elif path.is_file():
             found.append(path)

@@ -23,6 +23,7 @@ from pipelines.imaging.loading import (
     image_size,
     load_image,
     load_image_bytes,
+    unsupported_pictures,
 )
 from pipelines.imaging.pixels import DEFAULT_MAX_PIXELS
 from pipelines.imaging.tiff import write_tiff
@@ -42,5 +43,6 @@ __all__ = [
     "to_float01",
     "to_grey8",
     "to_rgb8",
+    "unsupported_pictures",
     "write_tiff",
 ]

@@ -15,6 +15,7 @@ import re
 import tempfile
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -93,6 +94,25 @@ class LoadedImage:
     @property
     def nm_per_px(self) -> float | None:
         return self.calibration.nm_per_px
+
+
+# Picture formats people have that we do not read: named in "no images" messages, so the user
+# learns to convert them instead of wondering why the folder looks empty to us.
+OTHER_PICTURE_SUFFIXES = frozenset(
+    {".bmp", ".gif", ".webp", ".heic", ".jp2", ".j2k", ".ppm", ".pgm", ".tga", ".svg"}
+)
+
+
+def unsupported_pictures(files: Sequence[Path]) -> str:
+    """`` (3 .bmp files there are not a type we read: save them as TIFF or PNG)`` or ``""``."""
+    others = [p for p in files if p.suffix.lower() in OTHER_PICTURE_SUFFIXES]
+    if not others:
+        return ""
+    kinds = "/".join(sorted({p.suffix.lower() for p in others}))
+    return (
+        f" ({len(others)} {kinds} file{'s' if len(others) > 1 else ''} there "
+        f"{'are' if len(others) > 1 else 'is'} not a type we read: save them as TIFF or PNG)"
+    )
 
 
 def load_image(

@@ -195,9 +195,12 @@ def _union_overlapping_parts(
         return
     import shapely
 
-    for index in candidates:
+    shapes_of: dict[int, list[int]] = {int(i): [] for i in candidates}
+    for shape in np.flatnonzero(has_area & np.isin(owner, candidates)):
+        shapes_of[int(owner[shape])].append(int(shape))
+    for index, shapes in shapes_of.items():
         geometries = []
-        for shape in np.flatnonzero((owner == index) & has_area):
+        for shape in shapes:
             points = arrays.vertices_px[arrays.vertex_start[shape] : arrays.vertex_start[shape + 1]]
             if arrays.kind[shape] == KIND_CIRCLE:
                 geometries.append(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import streamlit as st
 
 from pipelines.errors import NoCodeMLError
+from pipelines.formats.labelme import METADATA_KEY
 from streamlit_app import navigation, services, state
 from streamlit_app.views.stats_common import show_statistics
 from streamlit_app.views.train import job_monitor
@@ -120,7 +121,7 @@ def _overlay(project, name: str, document_raw: dict) -> None:
     overlay = draw_shapes(picture, shapes, project.colour_of, 1.0, 1)
     st.session_state[f"overlay_png_{name}"] = png_bytes(overlay)
     caption = f"{len(shapes)} objects found in {name}"
-    ignored = (document_raw.get("nocode_ml") or {}).get("ignored_on_scale_bar") or 0
+    ignored = (document_raw.get(METADATA_KEY) or {}).get("ignored_on_scale_bar") or 0
     if ignored:
         caption += f" · {ignored} objects on the scale bar or its text were ignored"
     st.image(png_bytes(overlay), caption=caption, width=720)

@@ -31,7 +31,7 @@ def render() -> None:
         text = labels.getvalue().decode("utf-8")
         from pipelines.formats.labelme import parse_labelme
 
-        parse_labelme(json.loads(text), labels.name)
+        document = parse_labelme(json.loads(text), labels.name)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         st.error(
             f"{labels.name} is not a LabelMe JSON file ({error}). Choose the .json file that "
@@ -49,7 +49,9 @@ def render() -> None:
         except NoCodeMLError as error:
             st.error(f"{error} — the statistics below use the pixel size you enter.")
     if not file_nm:
-        file_nm, source = services.labelme_pixel_size(text), labels.name
+        from pipelines.stats.runcard import calibration_from_document
+
+        file_nm, source = calibration_from_document(document).nm_per_px, labels.name
     # 0 passes None on: pipelines.stats then uses the LabelMe file's own pixel size if it has
     # one, so the field starts from that value and its label says so.
     nm_per_px = st.number_input(

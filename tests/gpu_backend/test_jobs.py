@@ -348,7 +348,7 @@ def test_worker_service_ends_a_claimed_job_whose_worker_died_before_it_started(
     fail_abandoned(client, launcher, {queued.job_id})
     status = client.status(queued.job_id)
     assert status.state == "failed"
-    assert "the worker exited (code -9) before starting the job" in status.error
+    assert "exited before starting the job (exit code -9)" in status.error
     assert client.retry(queued.job_id).state == "queued"  # and it can be tried again
     assert f"queue/{queued.job_id}" in client.store.list_keys("queue")
 

@@ -371,3 +371,16 @@ def test_metrics_are_made_json_safe() -> None:
     raw = {"loss": float("nan"), "f1": np.float32(0.5), "sizes": (1, 2), "path": Path("/x")}
     assert json_safe(raw) == {"loss": None, "f1": 0.5, "sizes": [1, 2], "path": "/x"}
     json.dumps(json_safe(raw), allow_nan=False)
+
+
+def test_a_worker_that_starts_after_its_job_was_cancelled_exits_as_cancelled(
+    client: JobClient, detection_sample: dict[str, Path]
+) -> None:
+    """On a busy machine the user can cancel before the worker's imports finish; the worker
+    then ends before opening its log, and must not fail uploading a log it never wrote."""
+    from gpu_backend.worker import EXIT_CANCELLED
+
+    job_id = queued_job(client, detection_sample)
+    client.store.write_bytes(job_key(job_id, "cancel"), b"{}")  # the request, status untouched
+    assert run_job(job_uri(client.store.uri, job_id), client.settings) == EXIT_CANCELLED
+    assert client.status(job_id).state == "cancelled"

@@ -433,9 +433,9 @@ def test_cli_predicts_with_the_model_zip_the_app_downloads(tiny_model, labelled,
     from nocode_ml.cli import main
 
     archive = tmp_path / "model_abc.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
+    with zipfile.ZipFile(archive, "w") as zipped:  # as the Models page writes it
         for path in tiny_model.iterdir():
-            zipped.write(path, path.name)
+            zipped.write(path, f"model/{path.name}")
     image = labelled[1].parent / "image.tif"
     assert main(["predict", str(archive), str(image), "--out", str(tmp_path / "out")]) == 0
     document = read_labelme(tmp_path / "out" / "image.json")
