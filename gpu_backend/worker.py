@@ -17,6 +17,7 @@ Exit codes: 0 succeeded (or nothing to do), 1 failed, 2 usage error or store unr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -471,6 +472,10 @@ class JobRunner:
             log.error("job %s: %s", state, error)
         else:
             log.info("job %s", state)
+        # The log first: whoever follows it stops at the final status, and must find the
+        # log's last lines already there.
+        with contextlib.suppress(NoCodeMLError, OSError):
+            self.upload_log()
         self.write_status()
 
     # ------------------------------------------------------------------ entry point

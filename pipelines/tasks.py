@@ -33,16 +33,7 @@ def check_training_settings(
 ) -> None:
     """Raise InvalidInput now for an engine or settings that training would refuse, so a
     queued job does not fail minutes later for a typing mistake."""
-    if task == "detect":
-        from pipelines.detection.registry import create_config
-
-        create_config(engine, config)
-    elif task == "classify":
-        from pipelines.classification.engines import create_engine
-
-        create_engine(engine, **(config or {}))
-    else:
-        _engine_api(task)
+    _engine_api(task).check_training_settings(engine, config)
 
 
 def check_prediction_settings(
@@ -50,18 +41,7 @@ def check_prediction_settings(
 ) -> None:
     """Raise InvalidInput now for inputs or options prediction would refuse; the message then
     names the user's own paths, not a job's temporary copy of them."""
-    if task == "detect":
-        from pipelines.detection.api import collect_images
-        from pipelines.detection.base import DetectOptions
-
-        DetectOptions.from_dict(options)
-        collect_images([Path(p) for p in inputs])
-    elif task == "classify":
-        from pipelines.classification.api import PredictOptions
-
-        PredictOptions.from_dict(options)
-    else:
-        _engine_api(task)
+    _engine_api(task).check_prediction_settings([Path(p) for p in inputs], options)
 
 
 def train_model(

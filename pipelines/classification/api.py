@@ -297,6 +297,17 @@ def _run_network(
     return torch.softmax(logits.float(), dim=1).cpu().numpy(), cams
 
 
+def check_training_settings(engine: str | None, config: dict[str, Any] | None) -> None:
+    """What :func:`train` would refuse in its engine and settings, without loading images."""
+    create_engine(engine, **(config or {}))
+
+
+def check_prediction_settings(inputs: Sequence[Path], options: dict[str, Any] | None) -> None:
+    """What :func:`predict` would refuse in its options (its inputs are read as they come)."""
+    del inputs
+    PredictOptions.from_dict(options)
+
+
 def _as_given(path: Path, unzipped: list[tuple[Path, Path]]) -> str:
     """``path``, or ``<zip>/<path>`` for an image read from an unpacked zip (the path below
     the zip's wrapping folder, if it has one)."""

@@ -171,6 +171,17 @@ def _without_scale_bar(image: np.ndarray, detections: Detections) -> Detections:
     )
 
 
+def check_training_settings(engine: str | None, config: dict[str, Any] | None) -> None:
+    """What :func:`train` would refuse in its engine and settings, without training."""
+    create_config(engine, config)
+
+
+def check_prediction_settings(inputs: Sequence[Path], options: dict[str, Any] | None) -> None:
+    """What :func:`predict` would refuse in its inputs and options, without a model."""
+    DetectOptions.from_dict(options)
+    collect_images(inputs)
+
+
 def collect_images(inputs: Sequence[Path]) -> list[Path]:
     """Image files named directly or found (non-recursively) in folders, in a stable order."""
     from pipelines.imaging import SUPPORTED_EXTENSIONS, unsupported_pictures
