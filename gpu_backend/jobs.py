@@ -52,10 +52,10 @@ from gpu_backend.spec import (
     check_job_id,
     decode_json,
     encode_json,
+    heartbeat_age_s,
     job_key,
     job_uri,
     new_job_id,
-    seconds_since,
     utc_now,
 )
 from gpu_backend.store import LocalStore, Store, check_key, open_store
@@ -535,7 +535,7 @@ class JobClient:
     def _reconcile(self, status: JobStatus) -> JobStatus:
         verdict: tuple[str, str] | None = None
         if status.state == RUNNING and status.heartbeat:
-            age_s = seconds_since(status.heartbeat)
+            age_s = heartbeat_age_s(status, self.store)
             if age_s > self.settings.stale_after_s:
                 verdict = (
                     FAILED,

@@ -24,11 +24,14 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpu_backend.errors import InvalidJobSpec
+from gpu_backend.errors import InvalidJobSpec, KeyNotFound
 from pipelines.artifact import TASKS
 from pipelines.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from gpu_backend.store import Store
 
 FORMAT_VERSION = 1
 JOBS_FOLDER = "jobs"
@@ -438,3 +441,18 @@ def thin_history(points: tuple[MetricPoint, ...], limit: int) -> tuple[MetricPoi
     while len(thinned) + 1 > limit:
         thinned = thinned[::2]
     return (*thinned, newest)
+
+
+def heartbeat_age_s(status: JobStatus, store: Store) -> float:
+    """Seconds since a running job's last heartbeat, read from the store's own time of the
+    status write; the worker's stamp serves only where the store keeps no time.
+
+    Every writer's status lands in the same store, so its clock is one clock for all: a worker
+    whose clock runs minutes behind (a laptop, a container without time sync) would otherwise
+    look dead and be stopped, and one running ahead would hide its death.
+    """
+    try:
+        written = store.modified_time(job_key(status.job_id, STATUS_FILE))
+    except KeyNotFound:
+        return seconds_since(status.heartbeat or status.updated)
+    return (datetime.now(UTC) - written).total_seconds()

@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
@@ -112,6 +113,11 @@ class Store(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
+
+    @abstractmethod
+    def modified_time(self, key: str) -> datetime:
+        """When ``key`` was last written, by the store's own clock (UTC); raises
+        :class:`KeyNotFound` when it is absent."""
 
     @abstractmethod
     def list_keys(self, prefix: str = "") -> list[str]:
@@ -246,6 +252,10 @@ class LocalStore(Store):
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def modified_time(self, key: str) -> datetime:
+        with self._os_errors("read", key):
+            return datetime.fromtimestamp(self.path(key).stat().st_mtime, UTC)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         base = _prefix_folder(prefix)
@@ -456,6 +466,11 @@ class S3Store(Store):
         except KeyNotFound:
             return False
         return True
+
+    def modified_time(self, key: str) -> datetime:
+        with self._errors("check", key):
+            response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return response["LastModified"].astimezone(UTC)
 
     def _paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -52,9 +52,9 @@ from gpu_backend.spec import (
     JobStatus,
     MetricPoint,
     ProgressSnapshot,
+    heartbeat_age_s,
     job_key,
     parse_time,
-    seconds_since,
     split_job_uri,
     thin_history,
     utc_now,
@@ -498,7 +498,7 @@ class JobRunner:
             log.info("job %s was cancelled; retry it to run it again", self.job_id)
             return EXIT_CANCELLED
         if status.state == RUNNING and status.heartbeat:
-            age_s = seconds_since(status.heartbeat)
+            age_s = heartbeat_age_s(status, self.store)
             if age_s < self.settings.stale_after_s:
                 log.error(
                     "job %s is already running (worker %s, heartbeat %.0f s ago)",

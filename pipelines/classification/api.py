@@ -29,6 +29,7 @@ from pipelines.classification.datasets import (
     stratified_split,
 )
 from pipelines.classification.engines import (
+    FINE_TUNE_LEARNING_RATE,
     create_engine,
     device_preset,
     pretrained_weights_from_env,
@@ -103,7 +104,11 @@ def train(
         baked = pretrained_weights_from_env(classifier.config.model_name)
         if baked:
             log.info("using ImageNet weights %s", baked)
-            classifier = create_engine(engine, **overrides, pretrained_weights_path=baked)
+            overrides["pretrained_weights_path"] = baked
+    if overrides.get("pretrained_weights_path") and "learning_rate" not in overrides:
+        overrides["learning_rate"] = FINE_TUNE_LEARNING_RATE
+        log.info("fine-tuning at learning rate %g", FINE_TUNE_LEARNING_RATE)
+    classifier = create_engine(engine, **overrides)
     settings = classifier.config
     torch.manual_seed(settings.seed)
 
@@ -197,6 +202,7 @@ def _training_metrics(
     counts = dataset.class_counts()
     return {
         "val_accuracy": report["accuracy"] if report else None,
+        "val_balanced_accuracy": report["balanced_accuracy"] if report else None,
         "val_macro_f1": report["macro_f1"] if report else None,
         "evaluation": report,
         # the validation images also chose the kept epoch, so these scores lean optimistic

@@ -76,16 +76,20 @@ def classification_report(
     names: Sequence[str] | None = None,
     probabilities: Sequence[Sequence[float]] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1, macro F1, confusion matrix, misclassified list.
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, macro F1, confusion matrix,
+    misclassified list.
 
     ``names`` and ``probabilities`` (``(N, n_classes)``) are needed for the misclassified list.
     """
     matrix = confusion_matrix(true, predicted, len(class_names))
     per_class = per_class_scores(matrix, class_names)
     correct = sum(matrix[k][k] for k in range(len(class_names)))
+    recalls = [s["recall"] for s in per_class if s["support"]]
     report: dict[str, Any] = {
         "n_samples": len(true),
         "accuracy": _ratio(correct, len(true)),
+        # mean recall of the classes present: a rare class counts as much as a common one
+        "balanced_accuracy": _ratio(sum(recalls), len(recalls)),
         "macro_f1": _ratio(sum(s["f1"] for s in per_class), len(per_class)),
         "per_class": per_class,
         "confusion_matrix": {"classes": list(class_names), "matrix": matrix},

@@ -29,6 +29,7 @@ from streamlit_app.components.canvas_geometry import (
     same_shapes,
     shapes_to_fabric,
 )
+from streamlit_app.views import deletion
 
 OVERVIEW_MAX_PX = 760
 ZOOM_PX = 640
@@ -524,33 +525,27 @@ def _delete_image(project: Project, name: str, expanded: bool) -> None:
     """Remove the image shown (asks first): its labels go with it."""
     record = project.image(name)
     asked = ("image", name)
+
+    def delete() -> None:
+        services.project_store().delete_image(project.project_id, name)
+        if (state.get(state.CORRECTING) or (None,))[0] == name:
+            state.stop_correcting()
+        state.put(state.IMAGE_NAME, None)
+        state.bump(state.CANVAS_REVISION)
+        state.bump(state.OVERVIEW_REVISION)
+        state.flash(f"{record.user_file_name} deleted.")
+
     with st.expander("Delete this image", expanded=expanded):
-        if state.get(state.DELETE_ASKED) != asked:
+        if not deletion.is_asked(asked):
             if st.button(f"Delete {record.user_file_name}…", key="delete_image"):
-                state.put(state.DELETE_ASKED, asked)
+                deletion.ask(asked)
                 st.rerun()
             return
-        st.warning(
+        deletion.confirm(
             f"Delete **{record.user_file_name}** and its labels from this project? "
-            "This cannot be undone; trained models are kept."
+            "This cannot be undone; trained models are kept.",
+            f"Yes, delete {record.user_file_name}",
+            delete,
+            yes_key="confirm_delete_image",
+            no_key="keep_image",
         )
-        cols = st.columns(2)
-        if cols[0].button(
-            f"Yes, delete {record.user_file_name}", type="primary", key="confirm_delete_image"
-        ):
-            state.put(state.DELETE_ASKED, None)
-            try:
-                services.project_store().delete_image(project.project_id, name)
-            except NoCodeMLError as error:
-                st.error(str(error))
-                return
-            if (state.get(state.CORRECTING) or (None,))[0] == name:
-                state.stop_correcting()
-            state.put(state.IMAGE_NAME, None)
-            state.bump(state.CANVAS_REVISION)
-            state.bump(state.OVERVIEW_REVISION)
-            state.flash(f"{record.user_file_name} deleted.")
-            st.rerun()
-        if cols[1].button("No, keep it", key="keep_image"):
-            state.put(state.DELETE_ASKED, None)
-            st.rerun()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from pipelines.errors import NoCodeMLError
 from streamlit_app import services
+from streamlit_app.views import deletion
 from streamlit_app.views.train import metric_words
 
 TASK_WORDS = {"detect": "finds objects", "classify": "sorts images into classes"}
@@ -61,10 +62,18 @@ def render() -> None:
                     "application/zip",
                     key=f"dl_{spec.job_id}",
                 )
-            if status.is_terminal and cols[3].button("Delete", key=f"del_{spec.job_id}"):
-                try:
-                    services.delete_model(spec.job_id)
-                except NoCodeMLError as error:
-                    st.error(str(error))
-                else:
-                    st.rerun()
+            asked = ("model", spec.job_id)
+            if status.is_terminal and cols[3].button(
+                "Delete", key=f"del_{spec.job_id}", help="Deletes this model (asks first)"
+            ):
+                deletion.ask(asked)
+            if deletion.is_asked(asked):
+                deletion.confirm(
+                    f"Delete the model **{spec.name or spec.job_id}** with its results? "
+                    "This cannot be undone; your project and its labels stay, so you can "
+                    "train again.",
+                    "Yes, delete this model",
+                    functools.partial(services.delete_model, spec.job_id),
+                    yes_key=f"confirm_del_{spec.job_id}",
+                    no_key=f"keep_{spec.job_id}",
+                )

@@ -6,6 +6,7 @@ import streamlit as st
 
 from pipelines.errors import NoCodeMLError
 from streamlit_app import navigation, services, state
+from streamlit_app.views import deletion
 
 INTRO = (
     "Teach a neural network to **find, count and measure objects** in microscopy images — "
@@ -145,34 +146,25 @@ def _project_list() -> None:
                 key=f"delete_{project.project_id}",
                 help="Deletes images and labels of this project (asks first)",
             ):
-                state.put(state.DELETE_ASKED, asked)
-            if state.get(state.DELETE_ASKED) == asked:
+                deletion.ask(asked)
+            if deletion.is_asked(asked):
                 _confirm_delete(project, current)
 
 
 def _confirm_delete(project, current: str | None) -> None:
     """The second click a project deletion needs: images and labels cannot be brought back."""
-    n_images = len(project.images)
-    st.warning(
-        f"Delete **{project.name}** with its {n_images} image(s) and their labels? "
-        "This cannot be undone. Trained models stay on the Models page."
-    )
-    cols = st.columns(2)
-    if cols[0].button(
-        f"Yes, delete {project.name} and all its images",
-        type="primary",
-        key=f"confirm_delete_{project.project_id}",
-    ):
-        state.put(state.DELETE_ASKED, None)
-        try:
-            services.project_store().delete(project.project_id)
-        except NoCodeMLError as error:
-            st.error(str(error))
-            return
+
+    def delete() -> None:
+        services.project_store().delete(project.project_id)
         if project.project_id == current:
             state.select_project(None)
         state.flash(f"Project '{project.name}' deleted.")
-        st.rerun()
-    if cols[1].button("No, keep it", key=f"keep_{project.project_id}"):
-        state.put(state.DELETE_ASKED, None)
-        st.rerun()
+
+    deletion.confirm(
+        f"Delete **{project.name}** with its {len(project.images)} image(s) and their labels? "
+        "This cannot be undone. Trained models stay on the Models page.",
+        f"Yes, delete {project.name} and all its images",
+        delete,
+        yes_key=f"confirm_delete_{project.project_id}",
+        no_key=f"keep_{project.project_id}",
+    )

@@ -89,6 +89,7 @@ METRIC_WORDS = {
     "crop_f1": ("score on your crops (F1, 1 = all objects found exactly)", ".2f"),
     "crop_mean_abs_diameter_error_pct": ("size error on your crops (%)", ".1f"),
     "val_accuracy": ("accuracy on held-back images", ".0%"),
+    "val_balanced_accuracy": ("the same, each class counted equally", ".0%"),
     "labelled_objects": ("objects learnt from", "d"),
     "total_seconds": ("training time (s)", ".0f"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -50,6 +51,16 @@ def test_missing_key_raises_key_not_found(store: Store) -> None:
     with pytest.raises(KeyNotFound, match="nothing/here does not exist"):
         store.read_bytes("nothing/here")
     assert not store.exists("nothing/here")
+
+
+def test_modified_time_is_the_stores_time_of_the_last_write(store: Store) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)  # S3 keeps whole seconds
+    store.write_bytes("jobs/a/status.json", b"{}")
+    written = store.modified_time("jobs/a/status.json")
+    assert before <= written <= datetime.now(UTC) + timedelta(seconds=2)
+    assert written.utcoffset() == timedelta(0)
+    with pytest.raises(KeyNotFound, match="nothing/here does not exist"):
+        store.modified_time("nothing/here")
 
 
 def test_exists_sees_files_not_folders(store: Store) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,30 @@ def test_job_with_a_live_worker_is_not_taken_over(
     client.store.write_bytes(job_key(job_id, "status.json"), running.to_json())
     assert run_job(job_uri(client.store.uri, job_id), client.settings) == EXIT_BUSY
     assert client.status(job_id, reconcile=False) == running
+
+
+@pytest.mark.parametrize("store_kind", ["local"])  # sets the file's time; S3 in test_store
+def test_a_worker_with_a_slow_clock_is_judged_by_the_store_time(
+    client: JobClient, detection_sample: dict[str, Path]
+) -> None:
+    """A worker whose clock runs ten minutes behind stamps heartbeats that look ten minutes
+    old; the store's time of its last status write shows it alive. Once that is old too, the
+    job is failed."""
+    job_id = queued_job(client, detection_sample)
+    behind = (datetime.now(UTC) - timedelta(minutes=10)).isoformat(timespec="milliseconds")
+    running = client.status(job_id).with_state(
+        "running", started=behind, heartbeat=behind, worker={"host": "other", "pid": 1}
+    )
+    status_path = client.store.path(job_key(job_id, "status.json"))
+    client.store.write_bytes(job_key(job_id, "status.json"), running.to_json())
+    assert run_job(job_uri(client.store.uri, job_id), client.settings) == EXIT_BUSY
+    assert client.status(job_id) == running
+
+    silent_since = time.time() - 300
+    os.utime(status_path, (silent_since, silent_since))
+    failed = client.status(job_id)
+    assert failed.state == "failed"
+    assert "no heartbeat for 300 s" in failed.error
 
 
 def test_sigterm_marks_the_job_failed_and_retryable(

@@ -1,4 +1,5 @@
-"""Models page under AppTest: deleting a model unlinks it from the project that trained it."""
+"""Models page under AppTest: deleting a model asks first, then unlinks it from the project
+that trained it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ def test_a_deleted_model_leaves_its_project_and_the_pages_working(
     app.run()
     assert not app.exception and app.title[0].value == "Models"
     app.button(key=f"del_{job_id}").click().run()
+    assert services.job_status_or_none(job_id) is not None  # only asked
+    assert any("cannot be undone" in w.value for w in app.warning)
+    app.button(key=f"keep_{job_id}").click().run()
+    assert services.job_status_or_none(job_id) is not None
+    app.button(key=f"del_{job_id}").click().run()
+    app.button(key=f"confirm_del_{job_id}").click().run()
     assert not app.exception and not app.error
     assert services.job_status_or_none(job_id) is None
     assert services.project_store().get(project_id).jobs == ()

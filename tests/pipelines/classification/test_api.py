@@ -265,20 +265,32 @@ def test_training_starts_from_baked_imagenet_weights(
 ) -> None:
     import timm
 
-    from pipelines.classification.engines import PRETRAINED_DIR_ENV
+    from pipelines.classification.engines import (
+        FINE_TUNE_LEARNING_RATE,
+        PRETRAINED_DIR_ENV,
+        ConvNeXtConfig,
+    )
 
     weights = tmp_path / "weights" / "convnext_atto.pth"
     weights.parent.mkdir()
     torch.save(timm.create_model("convnext_atto", pretrained=False).state_dict(), weights)
     monkeypatch.setenv(PRETRAINED_DIR_ENV, str(weights.parent))
     model_dir = api.train([class_folder.root], tmp_path / "model", config=tiny_config)
-    assert load_model(model_dir)[0].config["pretrained_weights_path"] == str(weights)
+    fine_tuned = load_model(model_dir)[0].config
+    assert fine_tuned["pretrained_weights_path"] == str(weights)
+    assert fine_tuned["learning_rate"] == FINE_TUNE_LEARNING_RATE  # not the from-scratch rate
+    chosen = api.train(
+        [class_folder.root], tmp_path / "chosen", config={**tiny_config, "learning_rate": 1e-3}
+    )
+    assert load_model(chosen)[0].config["learning_rate"] == 1e-3  # the user's choice stands
     scratch = api.train(
         [class_folder.root],
         tmp_path / "scratch",
         config={**tiny_config, "pretrained_weights_path": ""},
     )
-    assert load_model(scratch)[0].config["pretrained_weights_path"] == ""
+    from_scratch = load_model(scratch)[0].config
+    assert from_scratch["pretrained_weights_path"] == ""
+    assert from_scratch["learning_rate"] == ConvNeXtConfig().learning_rate
 
 
 def test_predicting_a_zip_names_the_images_inside_it(trained_model, tmp_path: Path) -> None:

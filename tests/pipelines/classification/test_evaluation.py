@@ -40,6 +40,7 @@ def test_report_against_hand_computed_scores() -> None:
     assert sintered["f1"] == pytest.approx(2 / 3)
     assert drifted == {"class": "drifted", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert report["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0.0) / 3)
+    assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
     assert report["misclassified"] == [
         {"file": "img5.png", "true": "drifted", "predicted": "sintered", "probability": 0.7},
         {"file": "img2.png", "true": "fresh", "predicted": "sintered", "probability": 0.6},
@@ -59,3 +60,9 @@ def test_heatmap_data_for_plotly() -> None:
 def test_empty_input_gives_zero_scores() -> None:
     report = classification_report([], [], CLASSES)
     assert report["accuracy"] == 0.0 and report["n_samples"] == 0
+    assert report["balanced_accuracy"] == 0.0
+
+
+def test_balanced_accuracy_leaves_out_classes_without_samples() -> None:
+    report = classification_report([0, 0, 0, 1], [0, 0, 1, 1], CLASSES)  # no "drifted"
+    assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1.0) / 2)

@@ -9,7 +9,12 @@ import timm
 import torch
 
 from pipelines.classification.engines import ConvNeXtConfig
-from pipelines.classification.training import fit, learning_rate_factor
+from pipelines.classification.training import (
+    epoch_key,
+    fit,
+    learning_rate_factor,
+    validation_scores,
+)
 from pipelines.errors import Cancelled, ModelError
 from pipelines.progress import Progress
 
@@ -56,10 +61,32 @@ def test_progress_reports_epoch_step_loss_val_accuracy_and_eta() -> None:
     assert result.epochs_run == 2 and result.steps_run == 4 and result.stop_reason == "epochs"
     last = events[-1]
     assert last.stage == "train" and last.done == 4 and last.total == 4
-    assert {"epoch", "step", "loss", "val_accuracy", "val_loss"} <= set(last.metrics)
+    assert {"epoch", "step", "loss", "val_accuracy", "val_balanced_accuracy", "val_loss"} <= set(
+        last.metrics
+    )
     assert last.metrics["epoch"] == 2 and last.eta_s == pytest.approx(0.0, abs=1e-6)
     assert [record["epoch"] for record in result.history] == [1.0, 2.0]
     assert all(math.isfinite(record["train_loss"]) for record in result.history)
+
+
+def test_kept_epoch_is_scored_as_training_is_weighted() -> None:
+    """90 "good" and 10 "defect" validation images: an epoch calling everything "good" has the
+    higher plain accuracy (90 % against 89 %), but with balanced classes the epoch that finds
+    the defects is kept."""
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    all_good = torch.tensor([[2.0, 0.0]]).repeat(100, 1)
+    finds_defects = torch.where(labels[:, None] == 1, torch.tensor([0.0, 2.0]), all_good)
+    finds_defects[:11] = torch.tensor([0.0, 2.0])  # 11 good images taken for defects
+    weights = torch.tensor([10 / 18, 10 / 2])
+    lazy = validation_scores(all_good, labels, weights)
+    keen = validation_scores(finds_defects, labels, weights)
+    assert lazy["val_accuracy"] == pytest.approx(0.9) and lazy["val_balanced_accuracy"] == 0.5
+    assert keen["val_accuracy"] == pytest.approx(0.89)
+    assert keen["val_balanced_accuracy"] == pytest.approx((79 / 90 + 1.0) / 2)
+    assert epoch_key(keen, balanced=True) > epoch_key(lazy, balanced=True)
+    assert epoch_key(lazy, balanced=False) > epoch_key(keen, balanced=False)
+    # the loss that breaks ties is weighted as in training: missing every defect costs more
+    assert keen["val_loss"] < lazy["val_loss"]
 
 
 def test_same_seed_same_weights() -> None:
