@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "NOCODE_ML_WEIGHTS_DIR"
 COCO_WEIGHTS_FILE = "maskrcnn_resnet50_fpn_v2_coco.pth"
+FEATURE_LEVELS = 5  # the feature pyramid's maps (4 ResNet stages + pooled): one anchor size each
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ class MaskRCNNConfig:
             object.__setattr__(self, "augment", AugmentConfig(**values))
         if self.backbone not in ("auto", "resnet50_fpn_v2", "resnet18_fpn"):
             raise ValueError("backbone must be auto, resnet50_fpn_v2 or resnet18_fpn")
+        if len(self.anchor_sizes_px) != FEATURE_LEVELS:
+            raise ValueError(
+                f"anchor_sizes_px needs {FEATURE_LEVELS} sizes, one per feature level of the "
+                f"network, got {len(self.anchor_sizes_px)}"
+            )
+        if not self.aspect_ratios:
+            raise ValueError("aspect_ratios needs at least one ratio")
 
 
 def coco_weights(config: MaskRCNNConfig) -> Path | None:
@@ -109,9 +117,21 @@ def build_network(config: MaskRCNNConfig, n_classes: int, backbone: str) -> Any:
         "box_batch_size_per_image": 256,
     }
     if backbone == "resnet50_fpn_v2":
+        # torchvision builds v2 with COCO's anchors (32-512 px) and an RPN head sized for
+        # them; the COCO weights fit that head, so ours (3-60 px objects) replace only the
+        # generator, which needs as many anchors per place as the head predicts.
+        del common["rpn_anchor_generator"]
         model = maskrcnn_resnet50_fpn_v2(
             weights=None, weights_backbone=None, num_classes=91, **common
         )
+        coco_anchors = model.rpn.anchor_generator.num_anchors_per_location()[0]
+        if anchors.num_anchors_per_location()[0] != coco_anchors:
+            raise InvalidInput(
+                f"the COCO network (backbone resnet50_fpn_v2) needs {coco_anchors} aspect_ratios, "
+                f"got {len(config.aspect_ratios)}; give {coco_anchors}, or use "
+                "--set backbone=resnet18_fpn"
+            )
+        model.rpn.anchor_generator = anchors
         return model
     body = resnet_fpn_backbone(
         backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
@@ -234,7 +254,7 @@ class MaskRCNNDetector(Detector):
         return {"backbone": self.backbone, "invert": self.invert}
 
 
-def _load_coco_weights(network: Any, weights: Path) -> None:
+def load_coco_weights(network: Any, weights: Path) -> None:
     """Load the COCO state dict at ``weights``; a wrong or damaged file is a one-line error."""
     import pickle
 
@@ -267,7 +287,7 @@ def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> M
     network = build_network(config, len(data.class_names), backbone)
     if backbone == "resnet50_fpn_v2":
         if weights is not None:
-            _load_coco_weights(network, weights)
+            load_coco_weights(network, weights)
         _replace_heads(network, len(data.class_names))
     network.to(device).train()
     invert = objects_are_dark(data)

@@ -42,3 +42,22 @@ def test_check_loads_a_real_state_dict_and_rejects_bad_files(
         check(tmp_path, [ATTO])
     assert main(["check", str(tmp_path)]) == 2
     assert "maskrcnn_resnet50_fpn_v2_coco.pth is missing" in capsys.readouterr().err
+
+
+def test_check_loads_each_file_into_its_engine_as_training_would(tmp_path: Path) -> None:
+    """Right tensor count, wrong network: only loading into the engine tells."""
+    import timm
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    coco = "maskrcnn_resnet50_fpn_v2_coco.pth"
+    torch.save(
+        maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), tmp_path / coco
+    )
+    torch.save(timm.create_model("convnext_atto").state_dict(), tmp_path / ATTO)
+    assert set(check(tmp_path, [coco, ATTO], into_engines=True)) == {coco, ATTO}
+
+    resnet = timm.create_model("resnet50").state_dict()
+    torch.save({f"stage{i}": value for i, value in enumerate(resnet.values())}, tmp_path / ATTO)
+    assert check(tmp_path, [ATTO])[ATTO] >= 100  # enough tensors to pass the count
+    with pytest.raises(InvalidInput, match="does not load into its engine"):
+        check(tmp_path, [ATTO], into_engines=True)

@@ -68,10 +68,55 @@ def test_maskrcnn_engine_trains_saves_and_predicts(tmp_path):
     assert len(written) == 3
 
 
+def test_maskrcnn_fine_tunes_the_coco_network_with_small_anchors(tmp_path):
+    """The GPU image's path: R50-FPN-v2 built, COCO-shaped weights loaded, our small anchors
+    in place of COCO's, trained, saved, loaded and used. (The weights here are random, in the
+    COCO file's exact layout: the real file cannot be downloaded in tests.)"""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    coco = tmp_path / "coco.pth"
+    torch.save(maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), coco)
+    sample = make_sample(96, seed=8, n_particles=8)
+    json_path = write_labelled(tmp_path, sample, [Box(0, 0, 96, 64)])
+    config = {
+        "backbone": "auto",
+        "weights_path": str(coco),
+        "patch_px": 64,
+        "batch_size": 1,
+        "max_steps": 1,
+        "tile_px": 64,
+        "overlap_px": 16,
+    }
+    model = api.train([json_path], tmp_path / "model", engine="maskrcnn", config=config)
+    detector = api.load_detector(model)
+    assert detector.backbone == "resnet50_fpn_v2"
+    assert detector.network.rpn.anchor_generator.sizes == ((4,), (8,), (16,), (32,), (64,))
+    written = api.predict(model, [tmp_path / "image.tif"], tmp_path / "out")
+    assert len(written) == 3
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"anchor_sizes_px": [8, 16, 32]}, "anchor_sizes_px needs 5 sizes"),
+        ({"backbone": "resnet50_fpn_v2", "aspect_ratios": [1.0]}, "needs 3 aspect_ratios"),
+    ],
+)
+def test_maskrcnn_anchor_settings_that_cannot_fit_are_one_line_errors(tmp_path, setting, message):
+    from pipelines.errors import InvalidInput
+
+    sample = make_sample(64, seed=8, n_particles=4)
+    json_path = write_labelled(tmp_path, sample, [Box(0, 0, 64, 64)])
+    with pytest.raises(InvalidInput, match=message):
+        api.train([json_path], tmp_path / "model", engine="maskrcnn", config=setting)
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_bad_coco_weights_file_is_a_one_line_model_error(tmp_path):
     import torch
 
-    from pipelines.detection.maskrcnn import _load_coco_weights
+    from pipelines.detection.maskrcnn import load_coco_weights
     from pipelines.errors import ModelError
 
     network = torch.nn.Conv2d(1, 2, 3)
@@ -81,10 +126,10 @@ def test_a_bad_coco_weights_file_is_a_one_line_model_error(tmp_path):
     torch.save({"backbone.body.conv1.weight": torch.zeros(1)}, wrong)
     for path in (garbage, wrong):
         with pytest.raises(ModelError, match="backbone=resnet18_fpn") as caught:
-            _load_coco_weights(network, path)
+            load_coco_weights(network, path)
         assert "\n" not in str(caught.value)
     torch.save(torch.nn.Conv2d(1, 2, 3).state_dict(), tmp_path / "right.pth")
-    _load_coco_weights(network, tmp_path / "right.pth")
+    load_coco_weights(network, tmp_path / "right.pth")
 
 
 def test_propose_outline_follows_the_clicked_disk():
