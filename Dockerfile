@@ -11,7 +11,8 @@
 ARG PYTORCH_IMAGE=pytorch/pytorch:2.14.0-cuda13.0-cudnn9-runtime
 FROM ${PYTORCH_IMAGE}
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -43,7 +44,8 @@ RUN cd /tmp/weights-src \
     && rm -rf /tmp/weights-src /tmp/torch-cache /tmp/hf-cache \
     && chmod -R a+rX /opt/nocode-ml/weights
 
-# 3. The project itself.
+# 3. The project itself; then each weights file is loaded into its engine's network, as a
+#    training would load it.
 COPY pipelines ./pipelines
 COPY gpu_backend ./gpu_backend
 COPY streamlit_app ./streamlit_app

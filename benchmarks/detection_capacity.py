@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.detection import RESULTS, UNSEEN_SEED_OFFSET, fmt, machine_info  # noqa: E402
-from pipelines.detection.unet import UNetConfig  # noqa: E402
 from pipelines.fileio import atomic_write_json  # noqa: E402
 
 DEFAULT_VARIANTS = ("16-32-64:1500", "16-32-64:6000", "32-64-128:6000", "32-64-128-256:6000")
@@ -155,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         seed, channels, steps = args.child
         print(json.dumps(run_variant(int(seed), channels, int(steps), args.device)), flush=True)
         return 0
-    machine = machine_info(args.device, UNetConfig.threads)
+    import torch
+
+    machine = machine_info(args.device, torch.get_num_threads())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
 
     def write(records: list[dict[str, Any]]) -> None:

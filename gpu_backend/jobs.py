@@ -284,6 +284,7 @@ class JobClient:
         return spec
 
     def _create(self, spec: JobSpec, pairs: list[tuple[Path, str]]) -> JobStatus:
+        self.launcher.check_store(self.store.uri)  # before any upload: nothing left behind
         self.store.check()
         now = utc_now()
         status = JobStatus(

@@ -87,6 +87,11 @@ class Launcher(ABC):
     def launch(self, job_uri: str, job_id: str) -> dict[str, Any]:
         """Start (or enqueue) a worker for ``job_uri``; raise :class:`LauncherError` if refused."""
 
+    def check_store(self, store_uri: str) -> None:
+        """Raise :class:`LauncherError` if this launcher's workers cannot reach ``store_uri``
+        (checked before a job's inputs are uploaded)."""
+        del store_uri
+
     def cancel(self, job_id: str, launch_info: dict[str, Any]) -> None:
         """Stop the job's worker by launcher means; the ``cancel`` marker is written anyway."""
         del job_id, launch_info
@@ -430,17 +435,24 @@ class BatchLauncher(Launcher):
         try:
             import boto3
             from botocore.config import Config
+            from botocore.exceptions import NoRegionError
         except ImportError as error:  # pragma: no cover - boto3 is a dependency
             raise LauncherError("the AWS Batch launcher needs boto3: pip install boto3") from error
-        self.client = boto3.session.Session().client(
-            "batch",
-            region_name=settings.batch_region or settings.s3_region or None,
-            endpoint_url=settings.batch_endpoint_url or None,
-            config=Config(
-                connect_timeout=settings.s3_connect_timeout_s,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+        try:
+            self.client = boto3.session.Session().client(
+                "batch",
+                region_name=settings.batch_region or settings.s3_region or None,
+                endpoint_url=settings.batch_endpoint_url or None,
+                config=Config(
+                    connect_timeout=settings.s3_connect_timeout_s,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                ),
+            )
+        except NoRegionError as error:
+            raise LauncherError(
+                "the AWS Batch launcher needs the AWS region of its job queue; set "
+                "NOCODE_ML_BATCH_REGION (or AWS_DEFAULT_REGION), e.g. eu-west-1"
+            ) from error
 
     def _call(self, action: str, function: Callable[..., Any], **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -453,12 +465,15 @@ class BatchLauncher(Launcher):
         except BotoCoreError as error:
             raise LauncherError(f"cannot reach AWS Batch to {action}: {error}") from error
 
-    def launch(self, job_uri: str, job_id: str) -> dict[str, Any]:
-        if not job_uri.startswith("s3://"):
+    def check_store(self, store_uri: str) -> None:
+        if not store_uri.startswith("s3://"):
             raise LauncherError(
-                f"an AWS Batch container cannot read the local store of {job_uri}; use an S3 "
+                f"an AWS Batch container cannot read the local store {store_uri}; use an S3 "
                 "store (NOCODE_ML_STORE_URI=s3://bucket/prefix)"
             )
+
+    def launch(self, job_uri: str, job_id: str) -> dict[str, Any]:
+        self.check_store(job_uri)
         environment = [{"name": k, "value": v} for k, v in sorted(self.worker_env().items())]
         response = self._call(
             "submit the job",

@@ -40,3 +40,12 @@ def torch_device(requested: str | None) -> Any:
             f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
         )
     return device
+
+
+def limit_cpu_threads(cap: int) -> None:
+    """Use at most ``cap`` CPU threads in torch; 0 keeps what the process has (every core for
+    the command line, its share of the cores for a job worker). A cap never raises a share."""
+    if cap > 0:
+        import torch
+
+        torch.set_num_threads(max(1, min(cap, torch.get_num_threads())))

@@ -325,14 +325,14 @@ def run_status(args: argparse.Namespace) -> int:
 def run_cancel(args: argparse.Namespace) -> int:
     client = make_client(args)
     status = client.cancel(args.job_id)
-    if status.is_terminal:
-        print(f"job {args.job_id} is {status.state}")
-        return 0
-    print(f"cancel requested for job {args.job_id}; it stops at its next step")
-    if args.wait:
+    if not status.is_terminal:
+        print(f"cancel requested for job {args.job_id}; it stops at its next step")
+        if not args.wait:
+            return 0
         status = client.wait(args.job_id)
-        print(f"job {args.job_id} is {status.state}")
-    return 0
+    print(f"job {args.job_id} is {status.state}")
+    # with --wait, the exit code tells the end, as for submit: it may have finished first
+    return EXIT_BY_STATE.get(status.state, 1) if args.wait else 0
 
 
 def run_logs(args: argparse.Namespace) -> int:

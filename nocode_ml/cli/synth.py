@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write OUT_DIR/image.tif (calibrated), OUT_DIR/labels.json (a few crops with every "
             "object in them outlined, as a user would label) and OUT_DIR/truth.json (every "
-            "object). Both JSON files open in labelme. The same seed gives the same files."
+            "object). Both JSON files open in labelme. The same seed gives the same files; "
+            "files of those names already in OUT_DIR are replaced."
         ),
         epilog=f"scenarios:\n{scenarios}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -65,14 +64,6 @@ TASK = "classify"
 TRAINING_CURVE_FILE = "training_curve.json"
 
 
-def _setup_torch(device: str) -> Any:
-    """Cap CPU threads (the machine is shared) and resolve ``device`` to a torch device."""
-    import torch
-
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    return torch_device(device)
-
-
 def train(
     inputs: Sequence[Path],
     out_dir: Path,
@@ -92,8 +83,8 @@ def train(
     """
     import torch
 
-    torch_device = _setup_torch(device)
-    overrides = {**device_preset(engine, torch_device.type), **(config or {})}
+    run_device = torch_device(device)
+    overrides = {**device_preset(engine, run_device.type), **(config or {})}
     if minutes is not None:
         if not minutes > 0:
             raise InvalidInput(f"minutes must be positive, got {minutes}")
@@ -142,7 +133,7 @@ def train(
         images[val_idx],
         labels[val_idx],
         settings,
-        device=torch_device,
+        device=run_device,
         max_seconds=max_seconds,
         progress=progress,
     )
@@ -151,7 +142,7 @@ def train(
     timer = StageTimer(progress, "evaluate", total=1)
     report = None
     if len(val_idx):
-        logits = predict_logits(model, images[val_idx], settings, torch_device)
+        logits = predict_logits(model, images[val_idx], settings, run_device)
         probabilities = torch.softmax(logits, dim=1).numpy()
         report = classification_report(
             dataset.labels[val_idx].tolist(),
@@ -171,7 +162,7 @@ def train(
         classes=dataset.classes,
         state_dict=result.state_dict,
         metrics=metrics,
-        extra={"input": _input_description(settings), "device": torch_device.type},
+        extra={"input": _input_description(settings), "device": run_device.type},
         extra_files={TRAINING_CURVE_FILE: curve},
     )
 
@@ -343,8 +334,8 @@ def predict(
     opts = PredictOptions.from_dict(options)
     out_dir = Path(out_dir)
     check_prediction_outputs_free(out_dir)
-    torch_device = _setup_torch(device)
-    model, classifier, classes = load_classifier(Path(model_dir), torch_device)
+    run_device = torch_device(device)
+    model, classifier, classes = load_classifier(Path(model_dir), run_device)
     settings = classifier.config
 
     rows: list[dict[str, Any]] = []
@@ -374,7 +365,7 @@ def predict(
                 if prepared:
                     squares = np.stack([item[2] for item in prepared])
                     probabilities, cams = _run_network(
-                        model, squares, settings, torch_device, opts.heatmaps
+                        model, squares, settings, run_device, opts.heatmaps
                     )
                     for k, (sample, pixels, _, content) in enumerate(prepared):
                         row = prediction_row(sample, probabilities[k], classes)

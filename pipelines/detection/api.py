@@ -266,6 +266,7 @@ def predict(
         message = f"{path.name}: {detections.count} objects"
         if detections.ignored_on_scale_bar:
             message += f" ({detections.ignored_on_scale_bar} on the scale bar or its text ignored)"
+        log.info("%s", message)  # a job's log keeps it too
         timer.update(index + 1, message=message, objects=detections.count)
     return written
 

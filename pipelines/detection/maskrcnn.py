@@ -32,7 +32,7 @@ from pipelines.detection.base import (
 from pipelines.detection.data import TrainingSet, normalise, objects_are_dark
 from pipelines.detection.registry import EngineSpec, register_engine
 from pipelines.detection.tiling import TileInstances, iterate_tiles, merge_tile_instances
-from pipelines.devices import torch_device
+from pipelines.devices import limit_cpu_threads, torch_device
 from pipelines.errors import InvalidInput, ModelError
 from pipelines.formats.masks import InstanceMasks
 
@@ -64,7 +64,7 @@ class MaskRCNNConfig:
     augment: AugmentConfig = field(
         default_factory=lambda: AugmentConfig(object_contrast_probability=0.0)
     )
-    threads: int = 2
+    threads: int = 0  # CPU threads cap while training; 0: as many as the process has
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -277,7 +277,7 @@ def train(data: TrainingSet, config: MaskRCNNConfig, context: TrainContext) -> M
     """Fine-tune from COCO weights when available, else train ResNet-18-FPN from scratch."""
     import torch
 
-    torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
+    limit_cpu_threads(config.threads)
     torch.manual_seed(config.seed)
     device = torch_device(context.device)
     weights = coco_weights(config) if config.backbone in ("auto", "resnet50_fpn_v2") else None

@@ -47,7 +47,7 @@ from pipelines.detection.unet_network import (
     training_loss,
     use_bfloat16,
 )
-from pipelines.devices import torch_device
+from pipelines.devices import limit_cpu_threads, torch_device
 from pipelines.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class UNetConfig:
     overlap_px: int = 48
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tune_postprocessing: bool = True
-    threads: int = 2
+    threads: int = 0  # CPU threads cap while training; 0: as many as the process has
     # Loss mix. ``boundary_balance``: share of the cross-entropy averaged per class (all classes)
     # instead of per pixel; it pushes object edges outward (+3.6 to +5.6 % diameter bias at 0.5
     # on the benchmark), so 0 by default.
@@ -268,7 +268,7 @@ def train(data: TrainingSet, config: UNetConfig, context: TrainContext) -> UNetD
     """Train from scratch on patches of the labelled crops for the time budget."""
     import torch
 
-    torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
+    limit_cpu_threads(config.threads)
     torch.manual_seed(config.seed)
     device = torch_device(context.device)
     invert = objects_are_dark(data)
@@ -346,7 +346,6 @@ def load(
     device: str = "cpu",
 ) -> UNetDetector:
     """Rebuild a trained detector from its saved config, weights and extra values."""
-    import torch
 
     network = build_network(config, len(classes))
     try:
@@ -369,7 +368,6 @@ def load(
             f"model.json: min_area_px must be a list of one number per class, got {min_area!r}; "
             "train the model again"
         )
-    torch.set_num_threads(max(1, min(config.threads, torch.get_num_threads())))
     return UNetDetector(
         config,
         classes,

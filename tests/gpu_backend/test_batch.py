@@ -26,6 +26,7 @@ from gpu_backend.jobs import JobClient
 from gpu_backend.launchers import BatchLauncher, create_launcher
 from gpu_backend.settings import BackendSettings
 from gpu_backend.spec import job_uri
+from gpu_backend.store import LocalStore
 from tests.gpu_backend.helpers import run_worker, tiny_unet, wait_until
 
 
@@ -193,7 +194,25 @@ def test_batch_launcher_needs_queue_and_definition(fast_settings) -> None:
         create_launcher("batch", fast_settings())
 
 
-def test_batch_refuses_a_local_store(batch_settings: BackendSettings, tmp_path: Path) -> None:
+def test_batch_launcher_without_a_region_says_which_to_set(
+    fast_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    settings = fast_settings(batch_job_queue="q", batch_job_definition="d")
+    with pytest.raises(LauncherError, match="set NOCODE_ML_BATCH_REGION"):
+        create_launcher("batch", settings)
+
+
+def test_batch_refuses_a_local_store_before_uploading_anything(
+    batch_settings: BackendSettings, tmp_path: Path, detection_sample: dict[str, Path]
+) -> None:
     launcher = create_launcher("batch", batch_settings)
     with pytest.raises(LauncherError, match="cannot read the local store"):
         launcher.launch(job_uri(tmp_path.as_uri(), "20261125-203000-a1b2c3"), "x")
+    local = LocalStore(tmp_path / "store")
+    client = JobClient(batch_settings, store=local, launcher=launcher)
+    with pytest.raises(LauncherError, match="cannot read the local store"):
+        client.submit_training("detect", [detection_sample["labels"]])
+    assert local.list_keys() == []  # no failed job holding a copy of the inputs

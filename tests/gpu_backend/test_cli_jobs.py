@@ -147,6 +147,9 @@ def test_cancel_a_queued_job(
     code, out, _ = run_cli(capsys, "jobs", "cancel", job_id, *backend)
     assert code == 0
     assert f"job {job_id} is cancelled" in out
+    code, out, _ = run_cli(capsys, "jobs", "cancel", job_id, "--wait", *backend)
+    assert code == 3  # --wait: the exit code of the end state, as for submit
+    assert f"job {job_id} is cancelled" in out
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.devices import resolve_device, torch_device
+from pipelines.devices import limit_cpu_threads, resolve_device, torch_device
 from pipelines.errors import InvalidInput
 
 HAS_GPU = torch.cuda.is_available()
@@ -31,3 +31,18 @@ def test_a_device_this_machine_cannot_run_is_a_one_line_error(name: str, message
     with pytest.raises(InvalidInput, match=message) as error:
         torch_device(name)
     assert "\n" not in str(error.value)
+
+
+def test_a_thread_cap_only_lowers_the_process_share() -> None:
+    """0 (the engines' default) keeps the threads a job worker or the machine gave."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        limit_cpu_threads(0)
+        assert torch.get_num_threads() == 2
+        limit_cpu_threads(8)
+        assert torch.get_num_threads() == 2
+        limit_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
