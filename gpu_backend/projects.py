@@ -209,6 +209,39 @@ def count_labels(document: LabelMeDocument) -> LabelCounts:
     return counts
 
 
+def labelling_gaps(document: LabelMeDocument) -> list[str]:
+    """What in one image's labels would teach the network something the user did not mean.
+
+    Inside a crop every pixel not outlined is taught as background, so a crop left empty by
+    mistake teaches its objects away; without any crop that holds for the whole image.
+    """
+    if not document.object_shapes:
+        return [
+            "Nothing is outlined in this image yet: draw a crop (tab ①), then outline every "
+            "object inside it (tab ②). The Train page opens once an object is outlined."
+        ]
+    crops = document.crop_shapes
+    if not crops:
+        return [
+            "There is no crop, so the whole image counts as labelled: every object in it must "
+            "be outlined, or the ones left out are learnt as background. Draw crops (tab ①) to "
+            "label only parts of the image."
+        ]
+    centres = np.array([shape.points.mean(axis=0) for shape in document.object_shapes])
+    gaps = []
+    for index, crop in enumerate(crops):
+        x0, y0, x1, y1 = crop.bounds()
+        inside = (centres[:, 0] >= x0) & (centres[:, 0] <= x1)
+        inside &= (centres[:, 1] >= y0) & (centres[:, 1] <= y1)
+        if not inside.any():
+            gaps.append(
+                f"Crop {index + 1} has no outlines, so it teaches that nothing in it is an "
+                "object. If it holds objects, outline them (tab ②); otherwise keep it as an "
+                "example of background."
+            )
+    return gaps
+
+
 def check_class_name(name: str) -> str:
     """A class name usable as a LabelMe label and a file name; returns it stripped."""
     name = name.strip()

@@ -40,6 +40,8 @@ def main() -> None:
     with st.sidebar:
         if progress.project_name:
             st.caption(f"Project: **{progress.project_name}**")
+        if progress.has_project and not progress.has_labels:
+            st.caption("**Train** appears here once an object is outlined on the Label page.")
         st.caption(f"Data folder: `{services.data_location()}`")
     page.run()
 

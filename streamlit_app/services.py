@@ -188,6 +188,11 @@ def create_project(
     For classification a ``.zip`` of class folders adds its images with their classes.
     """
     store = project_store()
+    if not images:
+        raise NoCodeMLError(
+            f"add at least one image ({IMAGE_TYPES_TEXT}) with the picker; files it marks "
+            "with a red ! are of a type it does not take"
+        )
     if task == "classify" and any(n.lower().endswith(".zip") for n, _ in images):
         classes = []  # the zip's folders name the classes
     elif task == "classify" and len({c.strip() for c in classes if c.strip()}) < 2:
@@ -349,10 +354,21 @@ def extra_train_config(task: str, preset_key: str) -> tuple[str | None, dict | N
     return engine, settings or None
 
 
+def training_in_progress(project) -> str | None:
+    """The id of the project's training that is waiting or running, if there is one."""
+    if not project.train_jobs:
+        return None
+    job_id = project.train_jobs[-1].job_id
+    status = job_status_or_none(job_id)
+    return job_id if status is not None and not status.is_terminal else None
+
+
 def submit_training(project_id: str, preset_key: str, minutes: float | None = None) -> str:
     """Export the project's labelled images and queue a training job; returns the job id.
 
     ``minutes`` is the time budget the user typed; ``None`` (or 0) trains for the preset's.
+    One training per project at a time: a second click would queue a duplicate and push the
+    running one out of sight.
     """
     import tempfile
 
@@ -361,6 +377,11 @@ def submit_training(project_id: str, preset_key: str, minutes: float | None = No
 
     store = project_store()
     project = store.get(project_id)
+    if training_in_progress(project):
+        raise NoCodeMLError(
+            "this project is already training; wait for it to finish, or cancel it, "
+            "before starting another"
+        )
     chosen = preset(preset_key)
     if project.task == "detect":
         names = [
@@ -518,16 +539,18 @@ def labelme_for_user(record: ImageRecord, labelme_raw: dict) -> tuple[str, str]:
 
 
 def labelme_file(project_id: str, record: ImageRecord, labelme_json: str) -> bytes:
-    """The file a LabelMe download button hands out, made when it is clicked: for an image
-    labelme cannot read (dm3, dm4, emd, ser) the picture goes inside as ``imageData``, from
-    the stored 8-bit view (the same rule as prediction's :func:`pipelines.imaging.grey8_png`,
-    without reading the original again)."""
+    """The file a LabelMe download button hands out, made when it is clicked, with the picture
+    inside as ``imageData`` (the stored 8-bit view, as prediction's
+    :func:`pipelines.imaging.grey8_png` makes it, without reading the original again).
+
+    labelme then opens it wherever it is saved: the sample's user never had its image, a
+    microscope file (dm3, dm4, emd, ser) is one labelme cannot read, and a lab's TIFF may stay
+    on another computer. ``imagePath`` still names the original, which training reads when it
+    lies beside the file."""
     from PIL import Image
 
-    from pipelines.formats.labelme import image_data_of, labelme_opens
+    from pipelines.formats.labelme import image_data_of
 
-    if labelme_opens(record.user_file_name):
-        return labelme_json.encode("utf-8")
     preview = Image.open(io.BytesIO(project_store().preview_png(project_id, record.name)))
     grey = io.BytesIO()
     preview.convert("L").save(grey, format="PNG")  # the view's three channels are equal

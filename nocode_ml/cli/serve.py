@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.data_dir is not None:
         env["NOCODE_ML_DATA_DIR"] = str(args.data_dir.resolve())
-    print(f"No Code ML is starting at http://{args.address}:{args.port} (Ctrl+C stops it)")
+    print(
+        f"No Code ML is starting at http://{args.address}:{args.port} (Ctrl+C stops it)",
+        flush=True,
+    )
     command = streamlit_command(args.port, args.address, args.headless)
-    return subprocess.call(command, env=env)
+    # Streamlit takes this process's place, so a stop signal (kill, a service manager, a
+    # container stop) reaches the server itself instead of leaving it running orphaned.
+    os.execve(command[0], command, env)
+    return 0  # not reached

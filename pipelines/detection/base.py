@@ -161,13 +161,3 @@ def train_summary(step: int, losses: list[float], started: float, window: int) -
         "train_seconds": round(time.monotonic() - started, 1),
         "final_loss": float(np.mean(losses[-window:])) if losses else None,
     }
-
-
-def empty_detections(shape: tuple[int, int], class_names: list[str]) -> Detections:
-    """No object found in an image of ``shape``."""
-    instances = InstanceMasks(
-        labels=np.zeros(shape, dtype=np.int32),
-        class_ids=np.zeros(0, dtype=np.int32),
-        class_names=list(class_names),
-    )
-    return Detections(instances=instances, scores=np.zeros(0, dtype=np.float32))

@@ -14,6 +14,7 @@ from gpu_backend.projects import (
     Project,
     add_class,
     count_labels,
+    labelling_gaps,
     replace_crops,
     replace_shapes_in_box,
 )
@@ -102,7 +103,10 @@ def render() -> None:
     _calibration(project, name)
     _upload_images(project, expanded=False)
     _delete_image(project, name, expanded=False)
-    counts = count_labels(store.labels(project.project_id, name))
+    labels = store.labels(project.project_id, name)
+    counts = count_labels(labels)
+    for gap in labelling_gaps(labels):
+        st.warning(gap, icon=":material/warning:")
     if counts.objects:
         st.success(
             f"{counts.objects} object(s) outlined in {counts.crops} crop(s). Ready to train."
@@ -458,7 +462,7 @@ def _import_export(project: Project, name: str, document: LabelMeDocument | None
             file_name=file_name,
             mime="application/json",
             key="download_labels",
-            help="Opens in labelme when saved beside the image.",
+            help="Opens in labelme wherever you save it: the picture is inside the file.",
         )
     upload = st.file_uploader(
         "Import labels from labelme (replaces this image's labels)",

@@ -147,7 +147,8 @@ def _downloads(
         labelme_name,
         "application/json",
         key="download_labelme",
-        help="Save it beside the image and open it in labelme to check or correct objects.",
+        help="Open it in labelme to check or correct the objects (the picture is inside the "
+        "file), then bring it back on the Label page or to the Statistics page.",
     )
     cols[1].download_button(
         "Overlay PNG",

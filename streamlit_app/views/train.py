@@ -34,6 +34,7 @@ def render() -> None:
     what = "find and outline objects" if project.task == "detect" else "sort images into classes"
     st.caption(f"The network learns to {what} from your labels.")
     labels = {p.key: p.title for p in services.PRESETS}
+    busy = services.training_in_progress(project)
     with st.form("train_form", border=True):
         key = st.radio(
             "How to train",
@@ -57,7 +58,12 @@ def render() -> None:
             "empty to train for the time of the preset you chose.",
             key="minutes",
         )
-        start = st.form_submit_button("Start training", type="primary")
+        start = st.form_submit_button("Start training", type="primary", disabled=bool(busy))
+        if busy:
+            st.caption(
+                "A training of this project is under way (below): wait for it to finish, or "
+                "cancel it, to start another."
+            )
     if start:
         try:
             with st.spinner("Sending the images to the training job…"):
@@ -76,7 +82,8 @@ def render() -> None:
     if services.job_status_or_none(jobs[-1].job_id) is None:
         st.warning("The latest model was deleted. Click **Start training** to train a new one.")
     else:
-        job_monitor(jobs[-1].job_id, follow_up=True)
+        # a running job reloads the page when it ends, so the Start button comes back
+        job_monitor(jobs[-1].job_id, follow_up=True, reload_when_done=bool(busy))
     if len(jobs) > 1:
         with st.expander(f"Earlier trainings ({len(jobs) - 1})"):
             for link in reversed(jobs[:-1]):

@@ -13,6 +13,7 @@ from gpu_backend.projects import (
     ProjectStore,
     adopt_predictions,
     count_labels,
+    labelling_gaps,
 )
 from gpu_backend.store import LocalStore
 from pipelines.errors import InvalidInput
@@ -182,3 +183,17 @@ def test_a_class_zip_is_read_as_the_command_line_reads_it(tmp_path) -> None:
         r.user_file_name: store.image_class(project.project_id, r.name) for r in project.images
     }
     assert chosen == {"a.png": "fresh", "deep.png": "fresh", "b.png": "sintered"}
+
+
+def test_labelling_gaps_name_what_would_be_taught_as_background() -> None:
+    def polygon(x: float, y: float) -> Shape:
+        return Shape("particle", [[x, y], [x + 4, y], [x + 4, y + 4], [x, y + 4]])
+
+    crops = [rectangle("crop", 0, 0, 20, 20), rectangle("crop", 40, 40, 60, 60)]
+    assert "Nothing is outlined" in labelling_gaps(new_document(crops, "a.png", 64, 64))[0]
+    (no_crop,) = labelling_gaps(new_document([polygon(2, 2)], "a.png", 64, 64))
+    assert "whole image counts as labelled" in no_crop
+    (empty,) = labelling_gaps(new_document([*crops, polygon(2, 2)], "a.png", 64, 64))
+    assert empty.startswith("Crop 2 has no outlines")
+    both = new_document([*crops, polygon(2, 2), polygon(45, 45)], "a.png", 64, 64)
+    assert labelling_gaps(both) == []

@@ -260,7 +260,7 @@ def test_an_added_image_keeps_its_name_in_downloaded_labels_and_is_added_once(
     assert not app.exception
     downloaded = json.loads(downloads["Pd on C (2).json"])
     assert downloaded["imagePath"] == "Pd on C (2).TIF"
-    assert downloaded["imageData"] is None
+    assert downloaded["imageData"]  # opens in labelme wherever it is saved
 
 
 def test_an_image_is_deleted_after_a_second_click(app: AppTest) -> None:
@@ -302,7 +302,8 @@ def test_unreadable_labels_offer_the_image_deletion_they_advise(app: AppTest) ->
 def test_labels_of_a_microscope_file_download_with_the_picture_inside(
     app: AppTest, downloads: dict[str, bytes], tmp_path
 ) -> None:
-    """labelme cannot read a dm4: the downloaded labels carry the image's 8-bit view."""
+    """labelme cannot read a dm4: the downloaded labels carry the image's 8-bit view (as
+    every download does), at the image's own size."""
     import base64
     import io
     import json

@@ -80,7 +80,7 @@ def test_downloads_are_named_after_the_file_the_user_uploaded(
     app.selectbox(key="result_image").set_value("Pd_on_C_2").run()
     assert not app.exception and not app.error
     labelme = json.loads(downloads["Pd on C (2).json"])
-    assert labelme["imagePath"] == "Pd on C (2).TIF" and labelme["imageData"] is None
+    assert labelme["imagePath"] == "Pd on C (2).TIF" and labelme["imageData"]
     coco = json.loads(downloads["Pd on C (2)_coco.json"])
     assert [image["file_name"] for image in coco["images"]] == ["Pd on C (2).TIF"]
     assert "Pd on C (2)_overlay.png" in downloads

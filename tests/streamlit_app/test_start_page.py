@@ -59,6 +59,9 @@ def test_refused_uploads_say_what_to_do_and_keep_nothing(app: AppTest, tmp_path)
     app = _create(app, "Broken", "detect", [("image.png", b"not a png", "image/png")])
     assert not app.exception
     assert "image.png" in app.error[0].value
+    app = _create(app, "Nothing", "detect", [])  # the picker refused the file, or none given
+    assert not app.exception
+    assert app.error[0].value.startswith("add at least one image (")
     assert services.project_store().list_projects() == []
     # The page still works: the sample opens.
     app.button(key="try_sample").click().run()

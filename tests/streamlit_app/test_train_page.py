@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipelines.detection.tuning import weak_class_advice
+from pipelines.errors import NoCodeMLError
 from streamlit_app import services
 from streamlit_app.navigation import GOTO
 from streamlit_app.views.models import summary_words
@@ -65,6 +66,8 @@ def test_the_chosen_presets_time_applies_unless_the_user_types_one(
     (link,) = services.project_store().get(project_id).train_jobs
     spec = services.job_client().spec(link.job_id)
     assert (spec.minutes, spec.device) == (services.preset("accurate").minutes, "auto")
+    services.job_client().cancel(link.job_id)  # one training per project at a time
+    app.run()
 
     app.radio(key="preset").set_value("quick")
     app.number_input(key="minutes").set_value(1.5)
@@ -72,6 +75,24 @@ def test_the_chosen_presets_time_applies_unless_the_user_types_one(
     assert not app.exception and not app.error
     latest = services.project_store().get(project_id).train_jobs[-1]
     assert services.job_client().spec(latest.job_id).minutes == 1.5
+
+
+def test_a_second_training_waits_until_the_first_has_ended(queued_jobs, app: AppTest) -> None:
+    """A second click on Start would queue a duplicate and hide the running training."""
+    app, project_id = _train_page(app)
+    app = _start(app)
+    (link,) = services.project_store().get(project_id).train_jobs
+    start = next(b for b in app.button if b.label == "Start training")
+    assert start.disabled
+    assert any("under way" in c.value for c in app.caption)
+    with pytest.raises(NoCodeMLError, match="already training"):
+        services.submit_training(project_id, "quick")
+    services.job_client().cancel(link.job_id)
+    app.run()
+    assert not next(b for b in app.button if b.label == "Start training").disabled
+    app = _start(app)
+    assert not app.exception and not app.error
+    assert len(services.project_store().get(project_id).train_jobs) == 2
 
 
 def test_without_a_gpu_the_accurate_preset_says_it_trains_on_this_computers_cpu(
