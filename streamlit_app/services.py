@@ -131,6 +131,15 @@ SAMPLE_SIZE_PX = 512
 SAMPLE_SEED = 7
 
 
+def existing_sample(task: str) -> Project | None:
+    """The newest sample project of ``task`` that still has its images: pressing "Try the
+    sample" again opens it instead of making a second project of the same name."""
+    samples = [
+        p for p in project_store().list_projects() if p.is_sample and p.task == task and p.images
+    ]
+    return max(samples, key=lambda p: p.created, default=None)
+
+
 def sample_project() -> Project:
     """A new project from a seeded synthetic STEM image with its user labels (crops + outlines)."""
     import tempfile
@@ -138,6 +147,8 @@ def sample_project() -> Project:
     from gpu_backend.projects import add_class
     from pipelines import synthetic
 
+    if (found := existing_sample("detect")) is not None:
+        return found
     store = project_store()
     sample = synthetic.generate(SAMPLE_SCENARIO, size_px=SAMPLE_SIZE_PX, seed=SAMPLE_SEED)
     project = store.create("Sample: Pd nanoparticles (synthetic)", "detect")
@@ -164,6 +175,8 @@ def classification_sample_project() -> Project:
 
     from pipelines.synthetic_classes import write_synthetic_classification
 
+    if (found := existing_sample("classify")) is not None:
+        return found
     store = project_store()
     with tempfile.TemporaryDirectory(prefix="nocode-class-sample-") as folder:
         written = write_synthetic_classification(
@@ -249,8 +262,8 @@ PRESETS = (
     Preset(
         "quick",
         "Quick — small network",
-        "A small fast network on the processor (CPU). Good enough for clear, well-separated "
-        "objects; trains for 3 minutes.",
+        "A small network that learns fast from a few labels: the right choice for most "
+        "images. Trains for 3 minutes on the processor (CPU).",
         {"detect": None, "classify": None},
         "cpu",
         3.0,
@@ -258,9 +271,9 @@ PRESETS = (
     Preset(
         "accurate",
         "Accurate — larger network",
-        "Trains for 20 minutes, on a GPU when there is one. Objects: Mask R-CNN fine-tuned "
-        "from COCO weights where the GPU image has them, else the quick network, which learns "
-        "better from scratch. Classes: a larger ConvNeXt.",
+        "Trains for 20 minutes, on a GPU when there is one. Finding objects: a large network "
+        "that starts from one pretrained on everyday photos, where the server has it "
+        "(otherwise the quick network, trained longer). Sorting images: a larger network.",
         {"detect": "maskrcnn", "classify": "convnext"},  # ConvNeXt-tiny preset on a GPU
         "auto",
         20.0,

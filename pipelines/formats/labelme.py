@@ -414,11 +414,24 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
         raw = path.read_bytes()
     except OSError as error:
         raise InvalidLabels(f"cannot read {path}: {error.strerror or error}") from error
+    document = labelme_from_bytes(raw, where, validate=validate)
+    document.source = path
+    return document
+
+
+def labelme_from_bytes(raw: bytes, where: str, *, validate: bool = True) -> LabelMeDocument:
+    """Parse a LabelMe file's content (an upload, say); ``where`` names it in messages."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
+        if error.pos == 0:
+            raise InvalidLabels(
+                f"{where} is not a LabelMe JSON file (it is not JSON text at all): give the "
+                ".json file that labelme saved for the image"
+            ) from error
         raise InvalidLabels(
-            f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+            f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            "give the .json file that labelme saved, or mend it at that place"
         ) from error
     except UnicodeDecodeError as error:
         # NUL bytes early on: binary data (every image header has them), usually an image
@@ -431,9 +444,7 @@ def read_labelme(path: str | os.PathLike[str], *, validate: bool = True) -> Labe
         raise InvalidLabels(
             f"{where} is not UTF-8 text (byte {error.start}); save it as UTF-8, as labelme does"
         ) from error
-    document = parse_labelme(data, where, validate=validate)
-    document.source = path
-    return document
+    return parse_labelme(data, where, validate=validate)
 
 
 _SHAPES_SLOT = "\x00shapes\x00"

@@ -337,7 +337,7 @@ def _classification(job_id: str, status) -> None:
         table["file"] = [dataset_path(path, roots) for path in table["file"]]
     st.dataframe(table, hide_index=True)
     st.download_button(
-        "Download CSV",
+        "Predictions (CSV)",
         table.to_csv(index=False),
         "predictions.csv",
         "text/csv",
@@ -350,7 +350,7 @@ def _classification(job_id: str, status) -> None:
             if isinstance(row, dict) and "file" in row:
                 row["file"] = dataset_path(row["file"], roots)
         st.download_button(
-            "Download JSON",
+            "Predictions (JSON)",
             json.dumps(document, indent=2),
             "predictions.json",
             "application/json",

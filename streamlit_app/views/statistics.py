@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from pipelines.errors import NoCodeMLError
@@ -27,20 +25,14 @@ def render() -> None:
     if labels is None:
         st.info("Choose a LabelMe .json file to start.")
         return
-    try:
-        text = labels.getvalue().decode("utf-8")
-        from pipelines.formats.labelme import parse_labelme
+    from pipelines.formats.labelme import labelme_from_bytes
 
-        document = parse_labelme(json.loads(text), labels.name)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        st.error(
-            f"{labels.name} is not a LabelMe JSON file ({error}). Choose the .json file that "
-            "labelme saved next to your image."
-        )
-        return
+    try:
+        document = labelme_from_bytes(labels.getvalue(), labels.name)
     except NoCodeMLError as error:
         st.error(str(error))
         return
+    text = labels.getvalue().decode("utf-8")
     file_nm, source = None, ""
     if image is not None:
         try:

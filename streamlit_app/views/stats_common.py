@@ -117,28 +117,28 @@ def _downloads(labelme_json: str, nm_per_px: float | None, key: str, stem: str) 
     )
     cols = st.columns(4)
     cols[0].download_button(
-        "Download CSV",
+        "Objects table (CSV)",
         files[".csv"],
         f"{stem}_objects.csv",
         "text/csv",
         key=f"{key}_csv",
     )
     cols[1].download_button(
-        "Download Excel",
+        "Statistics (Excel)",
         files[".xlsx"],
         f"{stem}_statistics.xlsx",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         key=f"{key}_xlsx",
     )
     cols[2].download_button(
-        "Download JSON",
+        "Statistics (JSON)",
         files[".json"],
         f"{stem}_statistics.json",
         "application/json",
         key=f"{key}_json",
     )
     cols[3].download_button(
-        "Download report (HTML)",
+        "Report (HTML)",
         files[".html"],
         f"{stem}_report.html",
         "text/html",

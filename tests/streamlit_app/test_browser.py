@@ -550,7 +550,7 @@ def test_classification_sample_to_predictions_in_the_browser(server, page, shot,
     _settled(page)
     shot(page, "23_cls_results")
     with page.expect_download() as download_info:
-        page.get_by_role("button", name="Download CSV").click()
+        page.get_by_role("button", name="Predictions (CSV)").click()
     csv_path = tmp_path / "predictions.csv"
     download_info.value.save_as(csv_path)
     table = pd.read_csv(csv_path)

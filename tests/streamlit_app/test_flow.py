@@ -62,7 +62,7 @@ def test_classification_sample_train_results(app: AppTest, monkeypatch: pytest.M
     confusion = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert confusion["data"][0]["type"] == "heatmap"
     downloads = [d.proto.label for d in app.get("download_button")]
-    assert "Download CSV" in downloads
+    assert "Predictions (CSV)" in downloads
 
     # The Models page lists the model without zipping it; the zip is made on the first click.
     services._model_zip.cache_clear()

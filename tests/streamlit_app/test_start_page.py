@@ -117,3 +117,14 @@ def test_deleting_a_project_asks_first(app: AppTest) -> None:
     assert services.project_store().list_projects() == []
     assert app.session_state["project_id"] is None  # it was the open project
     assert app.success[0].value == f"Project '{project.name}' deleted."
+
+
+def test_trying_the_sample_again_opens_the_same_project(app: AppTest) -> None:
+    app.button(key="try_sample").click().run()
+    (first,) = services.project_store().list_projects()
+    app.session_state[GOTO] = "start"
+    app.run()
+    app.button(key="try_sample").click().run()
+    assert not app.exception
+    assert services.project_store().list_projects() == [first]
+    assert app.session_state["project_id"] == first.project_id

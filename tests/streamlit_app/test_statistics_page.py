@@ -32,10 +32,10 @@ def test_labelme_and_image_give_calibrated_statistics(app: AppTest, sample_files
     assert "nm" in spec["layout"]["xaxis"]["title"]["text"]
     downloads = [d.proto.label for d in app.get("download_button")]
     assert downloads == [
-        "Download CSV",
-        "Download Excel",
-        "Download JSON",
-        "Download report (HTML)",
+        "Objects table (CSV)",
+        "Statistics (Excel)",
+        "Statistics (JSON)",
+        "Report (HTML)",
     ]
 
 
@@ -58,7 +58,13 @@ def test_bad_json_shows_an_error_and_the_page_keeps_working(app: AppTest, sample
         ("bad.json", b"{not json", "application/json")
     ).run()
     assert not app.exception
-    assert "not a LabelMe JSON file" in app.error[0].value
+    assert app.error[0].value.startswith("bad.json is not valid JSON (line 1, column 2")
+    assert "give the .json file that labelme saved" in app.error[0].value
+    app.file_uploader(key="stats_labels").set_value(
+        ("notes.json", b"notes from Tuesday", "application/json")
+    ).run()
+    assert "notes.json is not a LabelMe JSON file" in app.error[0].value
+    assert "Expecting value" not in app.error[0].value
     app.file_uploader(key="stats_labels").set_value(
         (
             "broken.json",

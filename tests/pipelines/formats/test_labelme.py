@@ -133,6 +133,7 @@ def _shape_doc(points: list, shape_type: str = "polygon", **top: object) -> dict
     ("content", "message"),
     [
         ("{not json", "is not valid JSON (line 1"),
+        ("notes from Tuesday", "is not a LabelMe JSON file (it is not JSON text at all)"),
         ({"images": []}, "is not a LabelMe file"),
         (_shape_doc([[1, 1], [5, 5]]), "polygon has 2 points; a polygon needs at least 3"),
         (_shape_doc([[0, 0], [10, 10], [10, 0], [0, 10]]), "self-intersecting polygon"),
