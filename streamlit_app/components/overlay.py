@@ -44,6 +44,25 @@ def draw_shapes(
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
+def draw_tags(
+    image: Image.Image, tags: Sequence[tuple[float, float, str]], scale: float = 1.0
+) -> Image.Image:
+    """A copy of ``image`` with short texts (``x, y, text`` in image pixels) on white boxes:
+    the numbers the page's lists use for crops and outlines, so the list and the picture meet.
+    """
+    from PIL import ImageFont
+
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=14)
+    for x, y, text in tags:
+        left, top = (x + 0.5) * scale, (y + 0.5) * scale
+        box = draw.textbbox((left, top), text, font=font)
+        draw.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill=(255, 255, 255))
+        draw.text((left, top), text, fill=(0, 0, 0), font=font)
+    return out
+
+
 def png_bytes(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")

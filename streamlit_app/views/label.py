@@ -19,7 +19,7 @@ from gpu_backend.projects import (
     replace_shapes_in_box,
 )
 from pipelines.errors import NoCodeMLError
-from pipelines.formats.labelme import CROP_LABEL, LabelMeDocument
+from pipelines.formats.labelme import CROP_LABEL, LabelMeDocument, Shape
 from streamlit_app import navigation, services, state
 from streamlit_app.components.canvas_geometry import (
     CanvasFit,
@@ -173,11 +173,12 @@ def _classes(project: Project, document: LabelMeDocument) -> Project:
 def _overview(project: Project, name: str, document: LabelMeDocument) -> None:
     from PIL import Image
 
-    from streamlit_app.components.overlay import draw_shapes, png_bytes
+    from streamlit_app.components.overlay import draw_shapes, draw_tags, png_bytes
 
     st.caption(
-        "Drag with the mouse to draw a crop rectangle. To move or resize one, switch on the "
-        "toolbar's edit toggle (✥). Crops are saved as you draw."
+        "Drag with the mouse to draw a crop rectangle. To move, resize or remove one, press "
+        "the pencil (Edit) in the toolbar, click the crop, then drag it, or press × to remove "
+        "it; press the pencil again to draw. Crops are saved as you draw."
     )
     store = services.project_store()
     record = project.image(name)
@@ -189,6 +190,11 @@ def _overview(project: Project, name: str, document: LabelMeDocument) -> None:
 
     background = draw_shapes(
         Image.open(io.BytesIO(preview)), document.object_shapes, project.colour_of, scale, 1
+    )
+    # each crop's number (as in "Delete a crop") at its top-left corner
+    corners = [shape.bounds()[:2] for shape in document.crop_shapes]
+    background = draw_tags(
+        background, [(x, y, str(i + 1)) for i, (x, y) in enumerate(corners)], scale
     )
     region = Region(0, 0, record.width_px, record.height_px, pic_w, pic_h)
     fit = contain_fit(pic_w, pic_h, pic_w, pic_h)
@@ -309,7 +315,7 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
 
     from PIL import Image
 
-    from streamlit_app.components.overlay import draw_shapes, png_bytes
+    from streamlit_app.components.overlay import draw_shapes, draw_tags, png_bytes
 
     # The crop border is burnt into the picture so it cannot be edited by mistake.
     crop_shape = dataclasses.replace(crops[index])
@@ -323,11 +329,16 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
         for s in document.object_shapes
         if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
     ]
+    chosen = _chosen_outline(len(inside))
+    if chosen is not None:  # the outline picked under "Delete an outline", tagged in place
+        corner = inside[chosen].points.max(axis=0) - [region.left_px, region.top_px]
+        background = draw_tags(background, [(*corner, f"#{chosen + 1}")], factor)
     drawing = shapes_to_fabric(inside, fit, region, project.colour_of)
     st.caption(
         f"Crop {index + 1}: **{len(inside)}** object(s) outlined. The red frame is the crop; "
-        "outline every object whose centre is inside it. Remove one: edit toggle (✥), select, "
-        "delete key — or use the list below."
+        "outline every object whose centre is inside it. By hand, click around the edge and "
+        "click the first point again to close the outline. Remove one: the pencil (Edit) in "
+        "the toolbar, click the outline, × — or use the list below."
     )
     by_hand = mode == "Outline by hand"
     key = f"crop_{project.project_id}_{name}_{index}_{state.get(state.CANVAS_REVISION)}"
@@ -352,11 +363,25 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
         st.rerun()
     if not by_hand:
         clicks = fabric_click_points(objects, canvas_fit, region)
-        _assist(project, name, document, clicks, active, bounds)
+
+        def show_proposal(proposal: Shape) -> None:
+            """The crop's picture with the proposed outline on it, to judge before accepting."""
+            moved = dataclasses.replace(
+                proposal, points=proposal.points - [region.left_px, region.top_px]
+            )
+            shown = draw_shapes(background, [moved], project.colour_of, factor, 2, fill_alpha=90)
+            st.image(shown, caption="The proposed outline (filled) on this crop", width=pic_w)
+
+        _assist(project, name, document, clicks, active, show_proposal)
     if inside:
         cols = st.columns([2, 1])
         labels = [f"#{i + 1} {s.label}" for i, s in enumerate(inside)]
-        choice = cols[0].selectbox("Delete an outline", labels, key="object_to_delete")
+        choice = cols[0].selectbox(
+            "Delete an outline",
+            labels,
+            key="object_to_delete",
+            help="The outline picked here carries its number on the picture above.",
+        )
         if cols[1].button("Delete outline", key="delete_object"):
             victim = inside[labels.index(choice)]
             document.shapes = [s for s in document.shapes if s is not victim]
@@ -365,13 +390,21 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
             st.rerun()
 
 
+def _chosen_outline(count: int) -> int | None:
+    """Index of the outline picked in the "Delete an outline" list (``#k label``), if any."""
+    picked = str(st.session_state.get("object_to_delete") or "")
+    number = picked[1:].split(" ", 1)[0] if picked.startswith("#") else ""
+    return int(number) - 1 if number.isdigit() and 0 < int(number) <= count else None
+
+
 def _fill(colour: str) -> str:
     red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red}, {green}, {blue}, 0.15)"
 
 
-def _assist(project, name, document, clicks, active, bounds) -> None:
-    """Proposed outline for the last click; Accept adds it, Discard forgets it."""
+def _assist(project, name, document, clicks, active, show_proposal) -> None:
+    """Proposed outline for the last click, shown on the crop; Accept adds it, Discard forgets
+    it."""
     if not clicks:
         st.caption("Click inside an object on the picture above.")
         return
@@ -389,16 +422,18 @@ def _assist(project, name, document, clicks, active, bounds) -> None:
             state.bump(state.CANVAS_REVISION)
             st.rerun()
         return
-    st.info(f"Proposed outline with {len(polygon)} points (shown after you accept).")
+    proposal = Shape(label=active, points=polygon, shape_type="polygon")
+    st.info("Proposed outline: check it on the picture below, then accept or discard it.")
     cols = st.columns(2)
-    if cols[0].button("Accept outline", type="primary", key="accept_proposal"):
-        from pipelines.formats.labelme import Shape
-
-        document.shapes.append(Shape(label=active, points=polygon, shape_type="polygon"))
+    accept = cols[0].button("Accept outline", type="primary", key="accept_proposal")
+    discard = cols[1].button("Discard", key="discard_proposal")
+    show_proposal(proposal)
+    if accept:
+        document.shapes.append(proposal)
         services.project_store().save_labels(project.project_id, name, document)
         state.bump(state.CANVAS_REVISION)
         st.rerun()
-    if cols[1].button("Discard", key="discard_proposal"):
+    if discard:
         state.bump(state.CANVAS_REVISION)
         st.rerun()
 

@@ -97,6 +97,8 @@ def test_click_an_object_proposes_its_outline(app: AppTest) -> None:
     assert any("Proposed outline" in info.value for info in app.info), [
         w.value for w in app.warning
     ]
+    # the proposal is drawn on the crop before the user accepts it
+    assert any("proposed outline" in str(image.proto) for image in app.get("image"))
     app.button(key="accept_proposal").click().run()
     assert not app.exception
     after = store.labels(project_id, name).object_shapes
