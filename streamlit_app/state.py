@@ -128,13 +128,16 @@ def bump(key: str) -> int:
     return st.session_state[key]
 
 
-def flash(message: str) -> None:
-    """A success message shown once on the next run (survives ``st.rerun``)."""
-    st.session_state[FLASH] = message
+def flash(message: str, warning: bool = False) -> None:
+    """A message shown once on the next run (survives ``st.rerun``): a success, or with
+    ``warning`` something the user must know (e.g. a drawing that was not saved)."""
+    st.session_state[FLASH] = ("warning", message) if warning else message
 
 
 def show_flash() -> None:
     message = st.session_state.get(FLASH)
-    if message:
+    if isinstance(message, tuple):
+        st.warning(message[1], icon=":material/warning:")
+    elif message:
         st.success(message)
-        st.session_state[FLASH] = None
+    st.session_state[FLASH] = None

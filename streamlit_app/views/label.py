@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+from collections.abc import Sequence
 
+import numpy as np
 import streamlit as st
 
 from gpu_backend.projects import (
@@ -202,6 +206,7 @@ def _overview(project: Project, name: str, document: LabelMeDocument) -> None:
     from streamlit_drawable_canvas import st_canvas
 
     key = f"overview_{project.project_id}_{name}_{state.get(state.OVERVIEW_REVISION)}"
+    elsewhere = _changed_elsewhere(key, document.crop_shapes)
     result = st_canvas(
         fill_color="rgba(255, 42, 42, 0.05)",
         stroke_width=2,
@@ -220,8 +225,12 @@ def _overview(project: Project, name: str, document: LabelMeDocument) -> None:
         objects, canvas_fit, region, lambda _c: None, rectangle_label=CROP_LABEL
     )
     if not same_shapes(crops, document.crop_shapes, tolerance_px=0.05):
+        if elsewhere:
+            _reload_stale_canvas(state.OVERVIEW_REVISION, "crops")
         store.save_labels(project.project_id, name, replace_crops(document, crops))
+        _seen(key, crops)
         st.rerun()
+    _seen(key, document.crop_shapes)
     if document.crop_shapes:
         cols = st.columns([2, 1])
         choice = cols[0].selectbox(
@@ -341,7 +350,8 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
         "the toolbar, click the outline, × — or use the list below."
     )
     by_hand = mode == "Outline by hand"
-    key = f"crop_{project.project_id}_{name}_{index}_{state.get(state.CANVAS_REVISION)}"
+    key = crop_canvas_key(project.project_id, name, index, bounds, state.get(state.CANVAS_REVISION))
+    elsewhere = _changed_elsewhere(key, inside)
     result = st_canvas(
         fill_color=_fill(project.colour_of(active)),
         stroke_width=2,
@@ -359,8 +369,12 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
     canvas_fit = CanvasFit.from_component(result.background_fit) if result.background_fit else fit
     drawn = fabric_to_shapes(objects, canvas_fit, region, project.class_of_colour)
     if not same_shapes(drawn, inside, tolerance_px=0.05):
+        if elsewhere:
+            _reload_stale_canvas(state.CANVAS_REVISION, "outlines")
         store.save_labels(project.project_id, name, replace_shapes_in_box(document, drawn, bounds))
+        _seen(key, drawn)
         st.rerun()
+    _seen(key, inside)
     if not by_hand:
         clicks = fabric_click_points(objects, canvas_fit, region)
 
@@ -388,6 +402,42 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
             store.save_labels(project.project_id, name, document)
             state.bump(state.CANVAS_REVISION)
             st.rerun()
+
+
+def crop_canvas_key(project_id: str, name: str, index: int, bounds: tuple, revision: int) -> str:
+    """Widget key of crop ``index``'s outline canvas. It holds the crop's place, so moving or
+    resizing the crop on the overview starts a fresh canvas: the old one's drawing, read in
+    the new place, would shift every outline."""
+    place = "_".join(f"{value:.1f}" for value in bounds)
+    return f"crop_{project_id}_{name}_{index}_{place}_{revision}"
+
+
+def _fingerprint(shapes: Sequence[Shape]) -> str:
+    text = json.dumps([(s.label, np.round(s.points, 2).tolist()) for s in shapes])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _changed_elsewhere(key: str, stored: Sequence[Shape]) -> bool:
+    """Whether the saved shapes that canvas ``key`` edits changed since it last saw them:
+    another tab or window saved this image meanwhile, so the canvas shows an old drawing."""
+    seen = st.session_state.setdefault(f"{key}_seen", _fingerprint(stored))
+    return seen != _fingerprint(stored)
+
+
+def _seen(key: str, shapes: Sequence[Shape]) -> None:
+    st.session_state[f"{key}_seen"] = _fingerprint(shapes)
+
+
+def _reload_stale_canvas(revision: str, what: str) -> None:
+    """Saving an out-of-date canvas would delete what the other tab saved: show the saved
+    drawing instead, and say so."""
+    state.bump(revision)
+    state.flash(
+        f"The {what} of this image were changed in another tab or window, so this page now "
+        "shows the saved ones. If you had just drawn something here, draw it again.",
+        warning=True,
+    )
+    st.rerun()
 
 
 def _chosen_outline(count: int) -> int | None:

@@ -23,7 +23,7 @@ def _canvas_click(app: AppTest, project_id: str, name: str, x: float, y: float) 
 
     from streamlit_app import services
     from streamlit_app.components.canvas_geometry import contain_fit, shapes_to_fabric
-    from streamlit_app.views.label import ZOOM_PX, _crop_box
+    from streamlit_app.views.label import ZOOM_PX, _crop_box, crop_canvas_key
 
     project = services.project_store().get(project_id)
     record = project.image(name)
@@ -52,7 +52,7 @@ def _canvas_click(app: AppTest, project_id: str, name: str, x: float, y: float) 
         "strokeWidth": stroke,
     }
     revision = app.session_state[state.CANVAS_REVISION]
-    key = f"crop_{project_id}_{name}_0_{revision}_click"
+    key = crop_canvas_key(project_id, name, 0, (x0, y0, x1, y1), revision) + "_click"
     app.session_state[key] = {
         "drawing": {"raw": {"objects": [*drawing["objects"], circle]}, "data": None},
         "backgroundFit": None,
@@ -344,3 +344,76 @@ def test_adding_images_is_all_or_none_when_one_is_refused(app: AppTest) -> None:
     assert not app.exception
     assert any("no image was added" in e.value for e in app.error)
     assert [r.name for r in store.get(project_id).images] == [name]  # good.png not kept
+
+
+def _overview_drawing(app: AppTest, project_id: str, name: str, crops: list) -> None:
+    """Inject the overview canvas's value as the browser returns it after a drawing."""
+    from streamlit_app import services
+    from streamlit_app.components.canvas_geometry import Region, contain_fit, shapes_to_fabric
+    from streamlit_app.views.label import OVERVIEW_MAX_PX
+
+    store = services.project_store()
+    project = store.get(project_id)
+    record = project.image(name)
+    _, width, height = services.png_fit(store.preview_png(project_id, name), OVERVIEW_MAX_PX)
+    region = Region(0, 0, record.width_px, record.height_px, width, height)
+    fit = contain_fit(width, height, width, height)
+    drawing = shapes_to_fabric(crops, fit, region, project.colour_of)
+    key = f"overview_{project_id}_{name}_{app.session_state[state.OVERVIEW_REVISION]}"
+    app.session_state[key] = {"drawing": {"raw": drawing, "data": None}, "backgroundFit": None}
+
+
+def _centres(document) -> list:
+    return sorted(np.round(s.points.mean(axis=0), 1).tolist() for s in document.object_shapes)
+
+
+def test_moving_a_crop_leaves_its_outlines_where_they_are(app: AppTest) -> None:
+    """The crop's outline canvas had reported its drawing; read in the crop's new place it
+    would have shifted (or collapsed) every outline."""
+    import dataclasses
+
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    before = store.labels(project_id, name)
+    app.radio(key="outline_tool").set_value("Click an object (computer outlines it)").run()
+    x0, y0, x1, y1 = before.crop_shapes[0].bounds()
+    _canvas_click(app, project_id, name, (x0 + x1) / 2, (y0 + y1) / 2)
+    app.run()
+    crops = list(before.crop_shapes)
+    crops[0] = dataclasses.replace(crops[0], points=crops[0].points + [-20, 20])
+    _overview_drawing(app, project_id, name, crops)
+    app.run()
+    assert not app.exception
+    after = store.labels(project_id, name)
+    assert after.crop_shapes[0].bounds() == (x0 - 20, y0 + 20, x1 - 20, y1 + 20)
+    assert _centres(after) == _centres(before)
+    assert not app.warning  # a fresh canvas for the crop's new place, not a stale one
+
+
+def test_a_drawing_made_on_an_out_of_date_page_does_not_delete_another_tabs_crop(
+    app: AppTest,
+) -> None:
+    import dataclasses
+
+    from pipelines.formats.labelme import rectangle
+    from streamlit_app import services
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    document = store.labels(project_id, name)
+    theirs = rectangle("crop", 10, 300, 60, 350)
+    store.save_labels(
+        project_id, name, dataclasses.replace(document, shapes=[*document.shapes, theirs])
+    )  # another tab saved a crop; this page still shows the old drawing
+    mine = rectangle("crop", 300, 300, 350, 350)
+    _overview_drawing(app, project_id, name, [*document.crop_shapes, mine])
+    app.run()
+    assert not app.exception
+    saved = store.labels(project_id, name).crop_shapes
+    assert [c.bounds() for c in saved] == [
+        *(c.bounds() for c in document.crop_shapes),
+        theirs.bounds(),
+    ]
+    assert any("changed in another tab" in w.value for w in app.warning)
