@@ -33,7 +33,7 @@ from pipelines.classification.engines import (
     device_preset,
     pretrained_weights_from_env,
 )
-from pipelines.classification.evaluation import classification_report
+from pipelines.classification.evaluation import chance_advice, classification_report
 from pipelines.classification.prediction_files import (
     HEATMAP_DIR,
     PREDICTIONS_CSV,
@@ -153,6 +153,8 @@ def train(
         )
     timer.update(1)
     metrics = _training_metrics(dataset, train_idx, val_idx, result, report)
+    if guessing := chance_advice(metrics):
+        log.warning("%s", guessing)  # the command line's and a job log's reader see it too
     curve = json.dumps(result.history, indent=2).encode("utf-8")
     return save_model(
         out_dir,

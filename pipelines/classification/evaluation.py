@@ -116,3 +116,26 @@ def confusion_heatmap_data(report: dict[str, Any]) -> dict[str, Any]:
         "x_title": "predicted class",
         "y_title": "true class",
     }
+
+
+# A model whose held-back score is within this of chance has learnt nothing usable.
+CHANCE_MARGIN = 0.1
+
+
+def chance_advice(metrics: dict[str, Any]) -> str | None:
+    """Plain words when a trained classifier does no better than guessing on its held-back
+    images (balanced accuracy within :data:`CHANCE_MARGIN` of 1 / classes), saying what to do;
+    ``None`` otherwise, or without held-back images. One wording for the Train page and logs."""
+    score = metrics.get("val_balanced_accuracy")
+    counts = metrics.get("class_counts")
+    if not isinstance(score, int | float) or not isinstance(counts, dict) or len(counts) < 2:
+        return None
+    chance = 1 / len(counts)
+    if score > chance + CHANCE_MARGIN:
+        return None
+    return (
+        f"On the images held back to check it, the model is right {score:.0%} of the time per "
+        f"class, no better than guessing among {len(counts)} classes ({chance:.0%}). Its "
+        "classes are not to be trusted: add images to each class (a few dozen help), or check "
+        "that the classes differ visibly, then train again — longer, or with Accurate."
+    )

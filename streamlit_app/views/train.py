@@ -196,6 +196,10 @@ def _status_body(job_id: str, status) -> None:
 
         for warning in weak_class_advice(status.result_metrics.get("weak_classes")):
             st.warning(warning)
+        from pipelines.classification.evaluation import chance_advice
+
+        if guessing := chance_advice(status.result_metrics):
+            st.warning(guessing)
     cols = st.columns([1, 3])
     if not status.is_terminal and cols[0].button("Cancel", key=f"cancel_{job_id}"):
         try:

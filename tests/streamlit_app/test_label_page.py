@@ -382,7 +382,7 @@ def test_moving_a_crop_leaves_its_outlines_where_they_are(app: AppTest) -> None:
     _canvas_click(app, project_id, name, (x0 + x1) / 2, (y0 + y1) / 2)
     app.run()
     crops = list(before.crop_shapes)
-    crops[0] = dataclasses.replace(crops[0], points=crops[0].points + [-20, 20])
+    crops[0] = dataclasses.replace(crops[0], points=crops[0].points + np.array([-20, 20]))
     _overview_drawing(app, project_id, name, crops)
     app.run()
     assert not app.exception

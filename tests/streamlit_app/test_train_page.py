@@ -133,3 +133,22 @@ def test_a_deleted_model_leaves_a_one_line_message_not_a_traceback(
     app.run()
     assert not app.exception and not app.error
     assert app.warning[0].value.startswith("The latest model was deleted.")
+
+
+def test_a_classifier_no_better_than_guessing_gets_a_warning_that_says_what_to_do(
+    queued_jobs, app: AppTest
+) -> None:
+    from gpu_backend.spec import STATUS_FILE, job_key
+
+    app.button(key="try_class_sample").click().run()
+    project_id = app.session_state["project_id"]
+    job_id = services.submit_training(project_id, "quick")
+    finish_training(job_id, task="classify")
+    client = services.job_client()
+    guessed = {"val_balanced_accuracy": 0.33, "class_counts": {"a": 6, "b": 6, "c": 6}}
+    status = client.status(job_id, reconcile=False).replace(result_metrics=guessed)
+    client.store.write_bytes(job_key(job_id, STATUS_FILE), status.to_json())
+    app.session_state[GOTO] = "train"
+    app.run()
+    assert not app.exception
+    assert any("no better than guessing among 3 classes" in w.value for w in app.warning)

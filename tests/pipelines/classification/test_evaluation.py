@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.classification.evaluation import (
+    chance_advice,
     classification_report,
     confusion_heatmap_data,
     confusion_matrix,
@@ -66,3 +67,14 @@ def test_empty_input_gives_zero_scores() -> None:
 def test_balanced_accuracy_leaves_out_classes_without_samples() -> None:
     report = classification_report([0, 0, 0, 1], [0, 0, 1, 1], CLASSES)  # no "drifted"
     assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1.0) / 2)
+
+
+def test_a_model_no_better_than_guessing_is_called_so() -> None:
+    three = {"rods": 6, "spheres": 6, "agglomerates": 6}
+    advice = chance_advice({"val_balanced_accuracy": 0.4, "class_counts": three})
+    assert advice is not None
+    assert "right 40% of the time per class, no better than guessing among 3 classes" in advice
+    assert "add images to each class" in advice
+    assert chance_advice({"val_balanced_accuracy": 0.9, "class_counts": three}) is None
+    assert chance_advice({"val_balanced_accuracy": None, "class_counts": three}) is None  # no val
+    assert chance_advice({}) is None  # models trained before balanced accuracy was recorded
