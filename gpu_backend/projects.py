@@ -218,7 +218,8 @@ def labelling_gaps(document: LabelMeDocument) -> list[str]:
     if not document.object_shapes:
         return [
             "Nothing is outlined in this image yet: draw a crop (tab ①), then outline every "
-            "object inside it (tab ②). The Train page opens once an object is outlined."
+            "object inside it (tab ②). Training learns from the images with outlines; the "
+            "others still get results."
         ]
     crops = document.crop_shapes
     if not crops:

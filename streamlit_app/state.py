@@ -10,6 +10,7 @@ leaves the URL once the user moves on (another image or crop, another project, a
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import streamlit as st
@@ -128,16 +129,25 @@ def bump(key: str) -> int:
     return st.session_state[key]
 
 
+# A page's first run after a change is followed at once by more (a drawing canvas reports in
+# as it mounts): a message shown only once was gone within a second.
+FLASH_SECONDS = 4.0
+
+
 def flash(message: str, warning: bool = False) -> None:
-    """A message shown once on the next run (survives ``st.rerun``): a success, or with
-    ``warning`` something the user must know (e.g. a drawing that was not saved)."""
-    st.session_state[FLASH] = ("warning", message) if warning else message
+    """A message for the next runs of the next few seconds (survives ``st.rerun``): a success,
+    or with ``warning`` something the user must know (e.g. a drawing that was not saved)."""
+    st.session_state[FLASH] = (message, warning, time.monotonic() + FLASH_SECONDS)
 
 
 def show_flash() -> None:
-    message = st.session_state.get(FLASH)
-    if isinstance(message, tuple):
-        st.warning(message[1], icon=":material/warning:")
-    elif message:
+    value = st.session_state.get(FLASH)
+    if not value:
+        return
+    message, warning, until = value
+    if time.monotonic() > until:
+        st.session_state[FLASH] = None
+    elif warning:
+        st.warning(message, icon=":material/warning:")
+    else:
         st.success(message)
-    st.session_state[FLASH] = None

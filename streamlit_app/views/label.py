@@ -338,6 +338,7 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
         for s in document.object_shapes
         if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
     ]
+    untagged = background  # the proposal picture shows the crop without the list's tag
     chosen = _chosen_outline(len(inside))
     if chosen is not None:  # the outline picked under "Delete an outline", tagged in place
         corner = inside[chosen].points.max(axis=0) - [region.left_px, region.top_px]
@@ -383,7 +384,7 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
             moved = dataclasses.replace(
                 proposal, points=proposal.points - [region.left_px, region.top_px]
             )
-            shown = draw_shapes(background, [moved], project.colour_of, factor, 2, fill_alpha=90)
+            shown = draw_shapes(untagged, [moved], project.colour_of, factor, 2, fill_alpha=90)
             st.image(shown, caption="The proposed outline (filled) on this crop", width=pic_w)
 
         _assist(project, name, document, clicks, active, show_proposal)

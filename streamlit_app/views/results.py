@@ -66,7 +66,13 @@ def render() -> None:
     labelme_json, labelme_name = services.labelme_for_user(record, document_raw)
     _overlay(project, name, document_raw)
     st.subheader("Sizes and statistics")
-    show_statistics(labelme_json, record.nm_per_px, f"results_{name}", record.user_stem)
+    show_statistics(
+        labelme_json,
+        record.nm_per_px,
+        f"results_{name}",
+        record.user_stem,
+        calibrate_where="on the Label page (section “Pixel size”)",
+    )
     model_job_id = services.model_of_prediction(chosen)
     labelme_file = functools.partial(
         services.labelme_file, project.project_id, record, labelme_json
@@ -88,8 +94,13 @@ def _first_prediction(project) -> None:
         if st.button("Go to Train"):
             navigation.go("train")
         return
-    st.info("The model is trained. Let it find the objects in your images.")
-    if st.button("Find objects in all images", type="primary", key="find_objects_results"):
+    classify = project.task == "classify"
+    st.info(
+        "The model is trained. Let it "
+        + ("sort your images into classes." if classify else "find the objects in your images.")
+    )
+    label = "Classify all images" if classify else "Find objects in all images"
+    if st.button(label, type="primary", key="find_objects_results"):
         try:
             with st.spinner("Sending the images to the model…"):
                 job_id = services.submit_prediction(project.project_id, trained[-1])

@@ -17,8 +17,16 @@ def _number(value: object, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def show_statistics(labelme_json: str, nm_per_px: float | None, key: str, stem: str) -> None:
-    """Summary cards, size and neighbour histograms, centre map, tables and downloads."""
+def show_statistics(
+    labelme_json: str,
+    nm_per_px: float | None,
+    key: str,
+    stem: str,
+    calibrate_where: str = "in the field above",
+) -> None:
+    """Summary cards, size and neighbour histograms, centre map, tables and downloads.
+
+    ``calibrate_where`` says where on this page's way the pixel size is entered."""
     result = services.statistics(labelme_json, nm_per_px)
     summary = result.summary
     if result.objects.empty or summary.empty:
@@ -59,7 +67,10 @@ def show_statistics(labelme_json: str, nm_per_px: float | None, key: str, stem: 
         help="Mean distance from each object's centre to the closest other centre",
     )
     if unit == "px":
-        st.caption("Sizes are in pixels: enter the pixel size (nm per pixel) to get nanometres.")
+        st.caption(
+            f"Sizes are in pixels: enter the pixel size (nm per pixel) {calibrate_where} to get "
+            "nanometres."
+        )
     _per_class_table(summary, unit)
     classes = [str(label) for label in summary["label"]]
     left, right = st.columns([1, 2])

@@ -128,3 +128,22 @@ def test_trying_the_sample_again_opens_the_same_project(app: AppTest) -> None:
     assert not app.exception
     assert services.project_store().list_projects() == [first]
     assert app.session_state["project_id"] == first.project_id
+
+
+def test_a_message_outlives_the_runs_that_follow_a_change_at_once(
+    app: AppTest, monkeypatch
+) -> None:
+    """The canvas reports in as it mounts, rerunning the page within a second: the message
+    "… is ready" must still be there; a few seconds later it is gone."""
+    import time as clock
+
+    from streamlit_app import state as app_state
+
+    app.button(key="try_sample").click().run()
+    app.run()  # the run a mounting canvas causes
+    app.run()
+    assert "is ready" in app.success[0].value
+    later = clock.monotonic() + app_state.FLASH_SECONDS + 1
+    monkeypatch.setattr(app_state.time, "monotonic", lambda: later)
+    app.run()
+    assert not [m for m in app.success if "is ready" in m.value]
