@@ -370,6 +370,22 @@ def extra_train_config(task: str, preset_key: str) -> tuple[str | None, dict | N
     return engine, settings or None
 
 
+def training_images(project) -> tuple[list[tuple[str, int]], list[str]]:
+    """A detection project's images as training sees them: ``(name, objects)`` of those with
+    outlines (it learns from these), and the names of those without (they only get results)."""
+    from gpu_backend.projects import count_labels
+
+    store = project_store()
+    used, unused = [], []
+    for record in project.images:
+        objects = count_labels(store.labels(project.project_id, record.name)).objects
+        if objects:
+            used.append((record.user_file_name, objects))
+        else:
+            unused.append(record.user_file_name)
+    return used, unused
+
+
 def training_in_progress(project) -> str | None:
     """The id of the project's training that is waiting or running, if there is one."""
     if not project.train_jobs:

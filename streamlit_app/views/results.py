@@ -33,7 +33,8 @@ def render() -> None:
     if chosen not in ids:
         chosen = ids[-1]
     if len(ids) > 1:
-        chosen = st.selectbox("Run", list(reversed(ids)), key="result_run")
+        names = run_names(predictions)
+        chosen = st.selectbox("Run", list(reversed(ids)), key="result_run", format_func=names.get)
     state.put(state.RESULT_JOB_ID, chosen)
     status = services.job_status_or_none(chosen)
     if status is None:
@@ -324,6 +325,15 @@ def _region_picker(record) -> tuple[int, int, int, int] | None:
     return box
 
 
+def run_names(predictions: list) -> dict[str, str]:
+    """Plain names of a project's prediction runs (oldest is run 1): number, time, images."""
+    return {
+        link.job_id: f"Run {number} · {link.created[:16].replace('T', ' ')} UTC"
+        + (f" · {len(link.images)} image(s)" if link.images else " · all images")
+        for number, link in enumerate(predictions, start=1)
+    }
+
+
 def region_pixels(bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
     """LabelMe rectangle bounds (pixel centres at integers, edges at ±0.5) → the pixel box
     ``(x0, y0, x1, y1)`` it covers, ``x0 <= x < x1``."""
@@ -368,7 +378,16 @@ def _classification(job_id: str, status) -> None:
             key="cls_json",
         )
     if {"class", "true_class"} <= set(table.columns):
-        matrix = pd.crosstab(table["true_class"], table["class"])
+        right = int((table["class"] == table["true_class"]).sum())
+        st.markdown(
+            f"**{right} of {len(table)}** images sorted into the class you gave them "
+            f"({right / max(1, len(table)):.0%}). These include the images the model learnt "
+            "from, so new images will score lower."
+        )
+        classes = sorted(set(table["true_class"]) | set(table["class"]))
+        matrix = pd.crosstab(table["true_class"], table["class"]).reindex(
+            index=classes, columns=classes, fill_value=0
+        )  # every class in both directions, also one never predicted
         st.plotly_chart(
             px.imshow(
                 matrix,

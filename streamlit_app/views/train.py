@@ -33,6 +33,15 @@ def render() -> None:
     state.show_flash()
     what = "find and outline objects" if project.task == "detect" else "sort images into classes"
     st.caption(f"The network learns to {what} from your labels.")
+    if project.task == "detect":
+        used, unused = services.training_images(project)
+        words = ", ".join(f"{name} ({objects} objects)" for name, objects in used)
+        st.markdown(f"Learns from: {words or 'no image yet: outline objects on the Label page'}.")
+        if unused:
+            st.caption(
+                f"Not used for training (nothing outlined): {', '.join(unused)}. They still get "
+                "results."
+            )
     labels = {p.key: p.title for p in services.PRESETS}
     busy = services.training_in_progress(project)
     with st.form("train_form", border=True):

@@ -59,8 +59,13 @@ def test_classification_sample_train_results(app: AppTest, monkeypatch: pytest.M
     assert not app.exception and not app.error
     table = app.dataframe[0].value
     assert len(table) == 24 and {"class", "true_class"} <= set(table.columns)
+    assert any(
+        " of 24** images sorted into the class you gave them" in m.value for m in app.markdown
+    )
     confusion = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert confusion["data"][0]["type"] == "heatmap"
+    classes = ["agglomerates", "rods", "spheres"]
+    assert confusion["data"][0]["x"] == confusion["data"][0]["y"] == classes  # all, always
     downloads = [d.proto.label for d in app.get("download_button")]
     assert "Predictions (CSV)" in downloads
 

@@ -147,3 +147,17 @@ def test_a_model_deleted_from_the_command_line_leaves_a_one_line_message(
     assert not app.exception and not app.error
     assert app.title[0].value.startswith("Results")
     assert app.warning[0].value.startswith("The model of this project was deleted.")
+
+
+def test_runs_are_named_by_number_time_and_images() -> None:
+    from gpu_backend.projects import JobLink
+    from streamlit_app.views.results import run_names
+
+    first = JobLink("20261127-031000-aaaaaa", "predict", "2026-11-27T03:10:05.000+00:00")
+    second = JobLink(
+        "20261127-031500-bbbbbb", "predict", "2026-11-27T03:15:07.000+00:00", images=("new",)
+    )
+    assert run_names([first, second]) == {
+        first.job_id: "Run 1 · 2026-11-27 03:10 UTC · all images",
+        second.job_id: "Run 2 · 2026-11-27 03:15 UTC · 1 image(s)",
+    }

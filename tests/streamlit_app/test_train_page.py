@@ -152,3 +152,16 @@ def test_a_classifier_no_better_than_guessing_gets_a_warning_that_says_what_to_d
     app.run()
     assert not app.exception
     assert any("no better than guessing among 3 classes" in w.value for w in app.warning)
+
+
+def test_the_train_page_says_which_images_training_learns_from(app: AppTest) -> None:
+    app, project_id = _train_page(app)
+    store = services.project_store()
+    name = store.get(project_id).images[0].name
+    store.add_image(project_id, "camera16.png", store.preview_png(project_id, name))
+    app.run()
+    assert not app.exception
+    assert any(m.value.startswith("Learns from: sample_particles.tif (") for m in app.markdown)
+    assert any(
+        "Not used for training (nothing outlined): camera16.png" in c.value for c in app.caption
+    )
