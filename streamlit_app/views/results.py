@@ -14,7 +14,7 @@ from pipelines.errors import NoCodeMLError
 from pipelines.formats.labelme import METADATA_KEY
 from streamlit_app import navigation, services, state
 from streamlit_app.views.stats_common import show_statistics
-from streamlit_app.views.train import job_monitor
+from streamlit_app.views.train import job_monitor, offer_prediction
 
 
 def render() -> None:
@@ -100,15 +100,7 @@ def _first_prediction(project) -> None:
         "The model is trained. Let it "
         + ("sort your images into classes." if classify else "find the objects in your images.")
     )
-    label = "Classify all images" if classify else "Find objects in all images"
-    if st.button(label, type="primary", key="find_objects_results"):
-        try:
-            with st.spinner("Sending the images to the model…"):
-                job_id = services.submit_prediction(project.project_id, trained[-1])
-        except NoCodeMLError as error:
-            st.error(str(error))
-            return
-        state.put(state.RESULT_JOB_ID, job_id)
+    if offer_prediction(project.project_id, trained[-1], classify, "find_objects_results"):
         st.rerun()
 
 

@@ -144,16 +144,26 @@ def job_monitor(job_id: str, follow_up: bool = False, reload_when_done: bool = F
             "Training finished. Next: let the model "
             + ("classify your images." if classify else "find all objects in your images.")
         )
-        label = "Classify all images →" if classify else "Find objects in all images →"
-        if st.button(label, type="primary", key="find_objects"):
-            try:
-                with st.spinner("Sending the images to the model…"):
-                    predict_id = services.submit_prediction(project_id, job_id)
-            except NoCodeMLError as error:
-                st.error(str(error))
-                return
-            state.put(state.RESULT_JOB_ID, predict_id)
+        if offer_prediction(project_id, job_id, classify, "find_objects", " →"):
             navigation.go("results")
+
+
+def offer_prediction(
+    project_id: str, model_job_id: str, classify: bool, key: str, arrow: str = ""
+) -> bool:
+    """The button that lets a trained model classify the images or find their objects; on a
+    click the run is submitted and becomes the one the Results page shows (True)."""
+    label = "Classify all images" if classify else "Find objects in all images"
+    if not st.button(label + arrow, type="primary", key=key):
+        return False
+    try:
+        with st.spinner("Sending the images to the model…"):
+            predict_id = services.submit_prediction(project_id, model_job_id)
+    except NoCodeMLError as error:
+        st.error(str(error))
+        return False
+    state.put(state.RESULT_JOB_ID, predict_id)
+    return True
 
 
 def _status_body(job_id: str, status) -> None:
