@@ -447,9 +447,11 @@ def heartbeat_age_s(status: JobStatus, store: Store) -> float:
     """Seconds since a running job's last heartbeat, read from the store's own time of the
     status write; the worker's stamp serves only where the store keeps no time.
 
-    Every writer's status lands in the same store, so its clock is one clock for all: a worker
-    whose clock runs minutes behind (a laptop, a container without time sync) would otherwise
-    look dead and be stopped, and one running ahead would hide its death.
+    Every worker's status lands in the same store, so the worker's own clock drops out: one
+    running minutes behind (a laptop, a container without time sync) would otherwise look dead
+    and be stopped, and one running ahead would hide its death. What remains is the reader's
+    clock against the store's (the same machine for a local folder; for S3, time-synced
+    clients stay well inside ``stale_after_s``).
     """
     try:
         written = store.modified_time(job_key(status.job_id, STATUS_FILE))

@@ -131,11 +131,14 @@ SAMPLE_SIZE_PX = 512
 SAMPLE_SEED = 7
 
 
-def existing_sample(task: str) -> Project | None:
-    """The newest sample project of ``task`` that still has its images: pressing "Try the
-    sample" again opens it instead of making a second project of the same name."""
+def existing_sample(task: str, size_px: int) -> Project | None:
+    """The newest sample project of ``task`` that still has its images, made at today's size
+    (an older, smaller classification sample did not learn): pressing "Try the sample" again
+    opens it instead of making a second project of the same name."""
     samples = [
-        p for p in project_store().list_projects() if p.is_sample and p.task == task and p.images
+        p
+        for p in project_store().list_projects()
+        if p.is_sample and p.task == task and p.images and p.images[0].width_px == size_px
     ]
     return max(samples, key=lambda p: p.created, default=None)
 
@@ -147,7 +150,7 @@ def sample_project() -> Project:
     from gpu_backend.projects import add_class
     from pipelines import synthetic
 
-    if (found := existing_sample("detect")) is not None:
+    if (found := existing_sample("detect", SAMPLE_SIZE_PX)) is not None:
         return found
     store = project_store()
     sample = synthetic.generate(SAMPLE_SCENARIO, size_px=SAMPLE_SIZE_PX, seed=SAMPLE_SEED)
@@ -178,7 +181,7 @@ def classification_sample_project() -> Project:
 
     from pipelines.synthetic_classes import write_synthetic_classification
 
-    if (found := existing_sample("classify")) is not None:
+    if (found := existing_sample("classify", CLASS_SAMPLE_SIZE_PX)) is not None:
         return found
     store = project_store()
     with tempfile.TemporaryDirectory(prefix="nocode-class-sample-") as folder:
@@ -378,7 +381,11 @@ def training_images(project) -> tuple[list[tuple[str, int]], list[str]]:
     store = project_store()
     used, unused = [], []
     for record in project.images:
-        objects = count_labels(store.labels(project.project_id, record.name)).objects
+        try:
+            objects = count_labels(store.labels(project.project_id, record.name)).objects
+        except NoCodeMLError:  # the Label page says what is wrong and what to do
+            unused.append(f"{record.user_file_name} (labels unreadable: see the Label page)")
+            continue
         if objects:
             used.append((record.user_file_name, objects))
         else:

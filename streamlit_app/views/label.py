@@ -332,12 +332,7 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
     background = draw_shapes(
         Image.open(io.BytesIO(picture)), [crop_shape], project.colour_of, factor, 2
     )
-    x0, y0, x1, y1 = bounds
-    inside = [
-        s
-        for s in document.object_shapes
-        if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
-    ]
+    inside = [s for s in document.object_shapes if _centre_in(s, bounds)]
     untagged = background  # the proposal picture shows the crop without the list's tag
     chosen = _chosen_outline(len(inside))
     if chosen is not None:  # the outline picked under "Delete an outline", tagged in place
@@ -369,11 +364,26 @@ def _crop_editor(project: Project, name: str, document: LabelMeDocument) -> None
     objects = (result.json_data or {}).get("objects", [])
     canvas_fit = CanvasFit.from_component(result.background_fit) if result.background_fit else fit
     drawn = fabric_to_shapes(objects, canvas_fit, region, project.class_of_colour)
-    if not same_shapes(drawn, inside, tolerance_px=0.05):
+    # The view shows a margin around the crop; an outline centred there belongs to no crop.
+    outside = [d for d in drawn if not _centre_in(d, bounds)]
+    drawn = [d for d in drawn if _centre_in(d, bounds)]
+    changed = not same_shapes(drawn, inside, tolerance_px=0.05)
+    if changed or outside:
         if elsewhere:
             _reload_stale_canvas(state.CANVAS_REVISION, "outlines")
-        store.save_labels(project.project_id, name, replace_shapes_in_box(document, drawn, bounds))
-        _seen(key, drawn)
+        if changed:
+            store.save_labels(
+                project.project_id, name, replace_shapes_in_box(document, drawn, bounds)
+            )
+            _seen(key, drawn)
+        if outside:
+            state.bump(state.CANVAS_REVISION)
+            state.flash(
+                f"An outline whose centre lies outside crop {index + 1}'s red frame was not "
+                "kept: outline the objects whose centre is inside the frame, or enlarge the "
+                "crop on the overview (tab ①) first.",
+                warning=True,
+            )
         st.rerun()
     _seen(key, inside)
     if not by_hand:
@@ -411,6 +421,13 @@ def crop_canvas_key(project_id: str, name: str, index: int, bounds: tuple, revis
     the new place, would shift every outline."""
     place = "_".join(f"{value:.1f}" for value in bounds)
     return f"crop_{project_id}_{name}_{index}_{place}_{revision}"
+
+
+def _centre_in(shape: Shape, bounds: tuple) -> bool:
+    """Whether ``shape``'s centre lies in ``bounds``: which crop an outline belongs to."""
+    x0, y0, x1, y1 = bounds
+    cx, cy = shape.points.mean(axis=0)
+    return bool(x0 <= cx <= x1 and y0 <= cy <= y1)
 
 
 def _fingerprint(shapes: Sequence[Shape]) -> str:

@@ -369,15 +369,17 @@ def _classification(job_id: str, status) -> None:
             "application/json",
             key="cls_json",
         )
-    if {"class", "true_class"} <= set(table.columns):
-        right = int((table["class"] == table["true_class"]).sum())
+    # images given no class yet are in the table, not in the score
+    scored = table.dropna(subset=["true_class"]) if "true_class" in table.columns else table[:0]
+    if {"class", "true_class"} <= set(table.columns) and len(scored):
+        right = int((scored["class"] == scored["true_class"]).sum())
         st.markdown(
-            f"**{right} of {len(table)}** images sorted into the class you gave them "
-            f"({right / max(1, len(table)):.0%}). These include the images the model learnt "
-            "from, so new images will score lower."
+            f"**{right} of {len(scored)}** images sorted into the class you gave them "
+            f"({right / len(scored):.0%}). These include the images the model learnt from, so "
+            "new images will score lower."
         )
-        classes = sorted(set(table["true_class"]) | set(table["class"]))
-        matrix = pd.crosstab(table["true_class"], table["class"]).reindex(
+        classes = sorted({str(c) for c in scored["true_class"]} | {str(c) for c in scored["class"]})
+        matrix = pd.crosstab(scored["true_class"], scored["class"]).reindex(
             index=classes, columns=classes, fill_value=0
         )  # every class in both directions, also one never predicted
         st.plotly_chart(

@@ -25,14 +25,14 @@ def render() -> None:
     if labels is None:
         st.info("Choose a LabelMe .json file to start.")
         return
-    from pipelines.formats.labelme import labelme_from_bytes
+    from pipelines.formats.labelme import labelme_from_bytes, labelme_text
 
     try:
         document = labelme_from_bytes(labels.getvalue(), labels.name)
     except NoCodeMLError as error:
         st.error(str(error))
         return
-    text = labels.getvalue().decode("utf-8")
+    text = labelme_text(document)  # also from a UTF-8 file with a BOM, or UTF-16
     file_nm, source = None, ""
     if image is not None:
         try:

@@ -417,3 +417,50 @@ def test_a_drawing_made_on_an_out_of_date_page_does_not_delete_another_tabs_crop
         theirs.bounds(),
     ]
     assert any("changed in another tab" in w.value for w in app.warning)
+
+
+def test_an_outline_centred_in_the_margin_around_a_crop_is_refused_in_plain_words(
+    app: AppTest,
+) -> None:
+    """The zoomed view shows a margin around the crop; an outline centred there belongs to no
+    crop. It used to be saved and then taken for another tab's change (or loop)."""
+    import dataclasses
+
+    from pipelines.formats.labelme import Shape
+    from streamlit_app import services
+    from streamlit_app.components.canvas_geometry import contain_fit, shapes_to_fabric
+    from streamlit_app.views.label import ZOOM_PX, _crop_box, crop_canvas_key
+
+    project_id, name = _sample_on_label_page(app)
+    store = services.project_store()
+    document = store.labels(project_id, name)
+    project = store.get(project_id)
+    record = project.image(name)
+    region, bounds = _crop_box(document, 0, record.width_px, record.height_px)
+    factor = ZOOM_PX / max(region.width_px, region.height_px)
+    width, height = round(region.width_px * factor), round(region.height_px * factor)
+    region = dataclasses.replace(region, picture_width_px=width, picture_height_px=height)
+    x0, y0, x1, y1 = bounds
+    inside = [
+        s
+        for s in document.object_shapes
+        if x0 <= s.points[:, 0].mean() <= x1 and y0 <= s.points[:, 1].mean() <= y1
+    ]
+    # a small square centred in the margin, left of the crop's frame
+    cx, cy = max(region.left_px + 3.0, x0 - 4.0), (y0 + y1) / 2
+    stray = Shape(
+        "particle", [[cx - 2, cy - 2], [cx + 2, cy - 2], [cx + 2, cy + 2], [cx - 2, cy + 2]]
+    )
+    assert not x0 <= cx <= x1  # really outside the frame, inside the view
+    drawing = shapes_to_fabric(
+        [*inside, stray], contain_fit(width, height, width, height), region, project.colour_of
+    )
+    revision = app.session_state[state.CANVAS_REVISION]
+    key = crop_canvas_key(project_id, name, 0, bounds, revision) + "_hand"
+    app.session_state[key] = {"drawing": {"raw": drawing, "data": None}, "backgroundFit": None}
+    app.run()
+    assert not app.exception
+    assert len(store.labels(project_id, name).object_shapes) == len(document.object_shapes)
+    warnings = [w.value for w in app.warning]
+    assert any("whose centre lies outside crop 1's red frame was not kept" in w for w in warnings)
+    assert not any("another tab" in w for w in warnings)

@@ -78,6 +78,11 @@ def test_bad_json_shows_an_error_and_the_page_keeps_working(app: AppTest, sample
         ("labels.json", sample_files["labels"].read_bytes(), "application/json")
     ).run()
     assert not app.error and app.metric
+    with_bom = "\ufeff".encode() + sample_files["labels"].read_bytes()  # Windows Notepad
+    app.file_uploader(key="stats_labels").set_value(
+        ("labels.json", with_bom, "application/json")
+    ).run()
+    assert not app.exception and not app.error and app.metric
 
 
 def test_a_pixel_size_stored_in_the_labelme_file_fills_the_field(

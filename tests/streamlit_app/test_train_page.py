@@ -165,3 +165,10 @@ def test_the_train_page_says_which_images_training_learns_from(app: AppTest) -> 
     assert any(
         "Not used for training (nothing outlined): camera16.png" in c.value for c in app.caption
     )
+    camera = next(r.name for r in store.get(project_id).images if r.name != name)
+    store.store.write_bytes(store.labels_key(project_id, camera), b'{"shapes": 3}')
+    app.run()  # one image's labels cannot be read: the page still says what it can
+    assert not app.exception
+    assert any(
+        "camera16.png (labels unreadable: see the Label page)" in c.value for c in app.caption
+    )
