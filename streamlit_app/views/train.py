@@ -42,6 +42,13 @@ def render() -> None:
                 f"Not used for training (nothing outlined): {', '.join(unused)}. They still get "
                 "results."
             )
+    if correcting := state.get(state.CORRECTING):
+        # the model below is the one before the corrections: training again is the next step
+        st.info(
+            f"You corrected the model's objects in **{correcting[0]}**. They are learnt only "
+            "once you train again: click **Start training**.",
+            icon=":material/rule:",
+        )
     labels = {p.key: p.title for p in services.PRESETS}
     busy = services.training_in_progress(project)
     with st.form("train_form", border=True):

@@ -172,3 +172,18 @@ def test_the_train_page_says_which_images_training_learns_from(app: AppTest) -> 
     assert any(
         "camera16.png (labels unreadable: see the Label page)" in c.value for c in app.caption
     )
+
+
+def test_after_a_correction_the_train_page_says_it_is_not_learnt_yet(
+    queued_jobs, app: AppTest
+) -> None:
+    from streamlit_app import state
+
+    app, project_id = _train_page(app)
+    name = services.project_store().get(project_id).images[0].name
+    app.session_state[state.CORRECTING] = (name, 0, 3)
+    app.run()
+    assert any("They are learnt only once you train again" in i.value for i in app.info)
+    app = _start(app)
+    assert not app.exception and app.session_state[state.CORRECTING] is None
+    assert not any("learnt only once you train again" in i.value for i in app.info)
