@@ -32,7 +32,7 @@ import logging
 import re
 import secrets
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -480,16 +480,23 @@ class ProjectStore:
         self.save(project)
         return document
 
+    def object_counts(self, project_id: str) -> dict[str, int | None]:
+        """Outlined objects per image name; ``None`` for an image whose labels cannot be read
+        (the Label page says what to do about it)."""
+        return dict(self._object_counts(project_id))
+
     def has_objects(self, project_id: str) -> bool:
-        """Whether any image of the project has an outlined object; an image whose labels
-        cannot be read is passed over (the Label page says what to do about it)."""
+        """Whether any image of the project has an outlined object (stops at the first: every
+        page run asks)."""
+        return any(count for _name, count in self._object_counts(project_id))
+
+    def _object_counts(self, project_id: str) -> Iterator[tuple[str, int | None]]:
         for record in self.get(project_id).images:
             try:
-                if count_labels(self.labels(project_id, record.name)).objects:
-                    return True
+                yield record.name, count_labels(self.labels(project_id, record.name)).objects
             except (InvalidInput, InvalidLabels, KeyNotFound) as error:
                 log.warning("labels of %s in project %s: %s", record.name, project_id, error)
-        return False
+                yield record.name, None
 
     def export_folder(
         self, project_id: str, out_dir: Path, names: Iterable[str] | None = None

@@ -376,17 +376,13 @@ def extra_train_config(task: str, preset_key: str) -> tuple[str | None, dict | N
 def training_images(project) -> tuple[list[tuple[str, int]], list[str]]:
     """A detection project's images as training sees them: ``(name, objects)`` of those with
     outlines (it learns from these), and the names of those without (they only get results)."""
-    from gpu_backend.projects import count_labels
-
-    store = project_store()
+    counts = project_store().object_counts(project.project_id)
     used, unused = [], []
     for record in project.images:
-        try:
-            objects = count_labels(store.labels(project.project_id, record.name)).objects
-        except NoCodeMLError:  # the Label page says what is wrong and what to do
+        objects = counts.get(record.name)
+        if objects is None:
             unused.append(f"{record.user_file_name} (labels unreadable: see the Label page)")
-            continue
-        if objects:
+        elif objects:
             used.append((record.user_file_name, objects))
         else:
             unused.append(record.user_file_name)
